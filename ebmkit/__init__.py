@@ -1,0 +1,25 @@
+"""ebmkit: a plugin-based, composable toolkit for energy-based models in PyTorch.
+
+Sign convention: p(x) ∝ exp(−E(x)); an energy returns one value per sample, shape (B,).
+"""
+
+from ebmkit._hookimpl import hookimpl
+from ebmkit.energy import Energy, disjunction, energy_and_grad
+from ebmkit.errors import EbmkitError, RecipeError, UnknownComponentError
+from ebmkit.registry import default_registries as registries
+from ebmkit.sampling import sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Energy",
+    "EbmkitError",
+    "RecipeError",
+    "UnknownComponentError",
+    "disjunction",
+    "energy_and_grad",
+    "hookimpl",
+    "registries",
+    "sample",
+    "__version__",
+]

@@ -1,0 +1,164 @@
+"""The ``ebmkit`` command line.
+
+A user error (an :class:`~ebmkit.errors.EbmkitError`) prints a clear message and exits
+with code 2, without a traceback; any other exception is an internal error and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ebmkit.errors import EbmkitError
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
+        console.print(f"[bold red]error:[/] {self.message}", markup=True, highlight=False)
+
+
+class EbmkitGroup(click.Group):
+    """Turns ebmkit errors into clean messages, and lets plugins add commands."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EbmkitError as exc:
+            raise UserError(_escape(str(exc))) from None
+
+    def _with_plugins(self, ctx: click.Context) -> None:
+        if getattr(self, "_plugins_added", False):
+            return
+        self._plugins_added = True
+        try:
+            from ebmkit.registry import default_registries
+
+            default_registries().pm.hook.ebmkit_register_commands(cli=self)
+        except EbmkitError as exc:
+            raise UserError(_escape(str(exc))) from None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._with_plugins(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str):
+        command = super().get_command(ctx, name)
+        if command is None:
+            self._with_plugins(ctx)
+            command = super().get_command(ctx, name)
+        return command
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+@click.group(cls=EbmkitGroup)
+@click.version_option(package_name="ebmkit")
+def cli() -> None:
+    """Train, sample and compose energy-based models."""
+
+
+def _load(recipe: str, overrides: tuple[str, ...]):
+    from ebmkit import recipe as recipe_
+
+    return recipe_.load(recipe, overrides)
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: a new folder under runs/).")
+def run(recipe: str, overrides: tuple[str, ...], out_dir: str | None) -> None:
+    """Train from a TOML recipe and write a run folder."""
+    from ebmkit.runner import default_out_dir, train
+
+    loaded = _load(recipe, overrides)
+    folder = Path(out_dir) if out_dir else default_out_dir(loaded)
+    console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
+    result = train(loaded, folder, console=console)
+    shown = {k: round(v, 4) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
+    console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value (repeatable).")
+def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Check a recipe without running it; report every problem."""
+    loaded = _load(recipe, overrides)
+    count = sum(len(v) for v in loaded.components.values())
+    out.print(f"{recipe}: OK ({count} components)")
+
+
+@cli.command("list")
+@click.argument("kind", required=False)
+@click.argument("pattern", required=False, default="*")
+@click.option("--params", "show_params", is_flag=True, help="Show each component's parameters.")
+def list_(kind: str | None, pattern: str, show_params: bool) -> None:
+    """List registered components: name, plugin and summary (KIND: energies, samplers, ...)."""
+    from ebmkit import params as params_
+    from ebmkit.registry import default_registries
+
+    registries = default_registries()
+    kinds = [kind] if kind else list(registries)
+    for k in kinds:
+        entries = registries[k].find(pattern)
+        table = Table(title=k, title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("name", "plugin", "summary"):
+            table.add_column(column, overflow="fold")
+        for entry in entries:
+            summary = entry.summary
+            if show_params:
+                rows = params_.describe(entry.params)
+                summary += "".join(f"\n  {n}: {t} = {d}" for n, t, d in rows)
+            aliases = f" ({', '.join(entry.aliases)})" if entry.aliases else ""
+            table.add_row(entry.name + aliases, entry.plugin, summary)
+        out.print(table)
+        out.print()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """Show the loaded plugins, their distributions, and any that failed to load."""
+    from ebmkit.registry import default_registries
+
+    registries = default_registries()
+    rows = []
+    for name, info in sorted(registries.pm.infos.items()):
+        counts = {k: sum(1 for e in r.values() if e.plugin == name) for k, r in registries.items()}
+        error = registries.failures.get(name, info.error)
+        rows.append({
+            "name": name, "distribution": info.distribution, "version": info.version, "module": info.value,
+            "components": {k: v for k, v in counts.items() if v}, "error": error,
+        })
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("plugin", "distribution", "module", "components"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        provided = ", ".join(f"{v} {k}" for k, v in row["components"].items())
+        status = f"[red]failed: {_escape(row['error'])}[/]" if row["error"] else provided
+        table.add_row(row["name"], f"{row['distribution']} {row['version']}", row["module"], status)
+    out.print(table)
+
+
+def main() -> None:
+    cli(prog_name="ebmkit")
+
+
+if __name__ == "__main__":
+    main()

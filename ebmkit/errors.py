@@ -1,0 +1,73 @@
+"""User-facing errors.
+
+Every mistake a user can make (a bad recipe, an unknown component name, a plugin that
+fails to load) raises a subclass of :class:`EbmkitError`. The CLI prints its message and
+exits with code 2, without a traceback; any other exception is an internal error and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+
+class EbmkitError(Exception):
+    """Base class of every error caused by user input or the user's environment."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate to ``name``, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+class UnknownComponentError(EbmkitError, LookupError):
+    """A name that no loaded plugin registered for this kind of component."""
+
+    def __init__(self, kind: str, name: str, available: Sequence[str]):
+        self.kind, self.name, self.available = kind, name, sorted(available)
+        singular = kind[:-1] if kind.endswith("s") else kind
+        message = f"unknown {singular} {name!r}"
+        suggestion = did_you_mean(name, self.available)
+        if suggestion:
+            message += f" - did you mean {suggestion!r}?"
+        message += f"\n available {kind}: {', '.join(self.available) or '(none)'}"
+        message += f"\n use 'ebmkit list {kind}' for details (or install a plugin that provides it)"
+        super().__init__(message)
+
+
+class DuplicateComponentError(EbmkitError):
+    """Two plugins registered the same name for the same kind of component."""
+
+
+class PluginError(EbmkitError):
+    """A plugin is broken: it failed to import, or implements a hook that does not exist."""
+
+
+@attrs.frozen
+class RecipeProblem:
+    """One problem in a recipe: where it stands (a TOML path) and what is wrong."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class RecipeError(EbmkitError):
+    """A recipe that is not well-formed; carries every problem found, not just the first."""
+
+    def __init__(self, source: str, problems: Sequence[RecipeProblem]):
+        self.source, self.problems = source, list(problems)
+        count = len(self.problems)
+        lines = [f"recipe {source} is not well-formed, found {count} error{'s' if count != 1 else ''}:"]
+        lines += [f"  {i}. {str(p).replace(chr(10), chr(10) + '     ')}" for i, p in enumerate(self.problems, 1)]
+        super().__init__("\n".join(lines))
+
+
+class TrainingDiverged(EbmkitError):
+    """Training produced non-finite values or energies beyond the configured bound."""

@@ -1,0 +1,174 @@
+"""Parameter specs: the typed, attrs-described parameters of each component.
+
+A component's spec is an attrs class. Recipe values are checked against its field types
+(TOML integers are accepted where a float is expected, arrays where a tuple or list is),
+then the class is instantiated so its validators run. Every problem is reported, not
+just the first.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from ebmkit.errors import RecipeProblem, did_you_mean
+
+
+def spec_of(factory: Callable[..., Any], params: type | None, context_names: Iterable[str]) -> type:
+    """The attrs class that describes ``factory``'s user-facing parameters."""
+    if params is not None:
+        if not attrs.has(params):
+            raise TypeError(f"params= must be an attrs class, got {params!r}")
+        return params
+    context = set(context_names)
+    if attrs.has(factory):
+        fields = {
+            f.name: attrs.field(default=f.default, type=f.type)
+            for f in attrs.fields(factory)
+            if f.init and f.name not in context
+        }
+        if len(fields) == len([f for f in attrs.fields(factory) if f.init]):
+            return factory  # no context fields: the class is its own spec, validators included
+        return attrs.make_class(f"{factory.__name__}Params", fields, kw_only=True)
+    signature = inspect.signature(factory, eval_str=True)
+    fields = {}
+    for p in signature.parameters.values():
+        private = p.name.startswith("_") or p.name == "self"
+        if private or p.name in context or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = attrs.NOTHING if p.default is p.empty else p.default
+        annotation = Any if p.annotation is p.empty else p.annotation
+        fields[p.name] = attrs.field(default=default, type=annotation)
+    name = getattr(factory, "__name__", "Component")
+    return attrs.make_class(f"{name}Params", fields, kw_only=True)
+
+
+def field_types(spec: type) -> dict[str, Any]:
+    """Resolved field types of an attrs spec (string annotations evaluated)."""
+    try:
+        hints = typing.get_type_hints(spec)
+    except Exception:  # a plugin's annotations may not resolve; then nothing is type-checked
+        hints = {}
+    return {f.name: hints.get(f.name, f.type if not isinstance(f.type, str) else Any) for f in attrs.fields(spec)}
+
+
+def type_name(tp: Any) -> str:
+    if tp is Any or tp is None:
+        return "any value"
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Return ``value`` converted to ``tp``, or raise TypeError saying what was expected."""
+    if tp is Any or tp is None or isinstance(tp, str | typing.TypeVar):
+        return value
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise TypeError(f"expected one of {', '.join(repr(a) for a in args)}, got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return coerce(value, option)
+            except TypeError:
+                pass
+        raise TypeError(f"expected {type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if origin in (tuple, list, typing.Sequence) or tp in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected an array ({type_name(tp)}), got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise TypeError(f"expected an array of {len(args)} values, got {len(value)}")
+            items = [coerce(v, a) for v, a in zip(value, args, strict=True)]
+        else:
+            inner = args[0] if args else Any
+            items = [coerce(v, inner) for v in value]
+        return list(items) if (origin is list or tp is list) else tuple(items)
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a table, got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+    else:
+        return value
+    raise TypeError(f"expected {type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def check(
+    spec: type, values: Mapping[str, Any], where: str, owner: str
+) -> tuple[dict[str, Any] | None, list[RecipeProblem]]:
+    """Check ``values`` against ``spec``.
+
+    :param where: the TOML path of the table, for messages.
+    :param owner: what the parameters belong to, e.g. ``transition 'langevin'``.
+    :return: the converted values (None if any problem was found) and the problems.
+    """
+    problems: list[RecipeProblem] = []
+    types_ = field_types(spec)
+    fields = {f.name: f for f in attrs.fields(spec) if f.init}
+    converted: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            message = f"unknown parameter {key!r} for {owner}"
+            suggestion = did_you_mean(key, fields)
+            if suggestion:
+                message += f" - did you mean {suggestion!r}?"
+            message += f"\n parameters: {', '.join(fields) or '(none)'}"
+            problems.append(RecipeProblem(f"{where}.{key}", message))
+            continue
+        try:
+            converted[key] = coerce(value, types_.get(key, Any))
+        except TypeError as exc:
+            problems.append(RecipeProblem(f"{where}.{key}", f"{exc} for {owner}"))
+    for name, f in fields.items():
+        if name not in values and f.default is attrs.NOTHING:
+            problems.append(
+                RecipeProblem(f"{where}.{name}", f"missing required parameter {name!r} ({type_name(types_.get(name))}) for {owner}")
+            )
+    if problems:
+        return None, problems
+    try:
+        spec(**converted)
+    except (TypeError, ValueError) as exc:
+        return None, [RecipeProblem(where, f"invalid parameters for {owner}: {exc}")]
+    return converted, []
+
+
+def describe(spec: type) -> list[tuple[str, str, str]]:
+    """(name, type, default) for each parameter, for listings and docs."""
+    types_ = field_types(spec)
+    rows = []
+    for f in attrs.fields(spec):
+        if not f.init:
+            continue
+        if f.default is attrs.NOTHING:
+            default = "(required)"
+        elif isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
+            default = repr(f.default.factory())
+        else:
+            default = repr(f.default)
+        rows.append((f.name, type_name(types_.get(f.name)), default))
+    return rows

@@ -1,0 +1,118 @@
+"""Finding and loading plugins.
+
+Nothing is loaded at import time: :func:`get_plugin_manager` builds a fresh manager each
+time it is called. Two environment variables control it:
+
+- ``EBMKIT_DISABLE_PLUGIN_AUTOLOAD=1``: load only the plugins of the ``ebmkit``
+  distribution itself, no third-party ones.
+- ``EBMKIT_DISABLED_PLUGINS=a,b``: never load the plugins with these entry-point names.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import traceback
+
+import attrs
+import pluggy
+
+from ebmkit import hookspecs
+from ebmkit.errors import PluginError
+
+ENTRY_POINT_GROUP = "ebmkit"
+AUTOLOAD_ENV = "EBMKIT_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "EBMKIT_DISABLED_PLUGINS"
+OWN_DISTRIBUTION = "ebmkit"
+
+
+@attrs.frozen
+class PluginInfo:
+    """A plugin that ebmkit tried to load, and what became of it."""
+
+    name: str
+    distribution: str
+    version: str
+    value: str
+    error: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.error is None
+
+
+class EbmkitPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers where each plugin came from and which failed."""
+
+    def __init__(self) -> None:
+        super().__init__("ebmkit")
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    def distribution_of(self, plugin_name: str) -> str:
+        info = self.infos.get(plugin_name)
+        return f"{info.distribution} {info.version}" if info else "(registered in-process)"
+
+    @property
+    def failures(self) -> list[PluginInfo]:
+        return [info for info in self.infos.values() if not info.loaded]
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _entry_points() -> list[tuple[importlib.metadata.EntryPoint, importlib.metadata.Distribution]]:
+    found, seen = [], set()
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            # The same distribution can be visible twice on sys.path (e.g. editable + build dir).
+            key = (ep.group, ep.name, ep.value, dist.metadata["Name"])
+            if ep.group == ENTRY_POINT_GROUP and key not in seen:
+                seen.add(key)
+                found.append((ep, dist))
+    return sorted(found, key=lambda pair: (pair[1].metadata["Name"] != OWN_DISTRIBUTION, pair[0].name))
+
+
+def get_plugin_manager(*, autoload: bool | None = None) -> EbmkitPluginManager:
+    """Build a plugin manager and load the ``ebmkit`` entry points into it.
+
+    :param autoload: load third-party plugins; by default, unless
+        ``EBMKIT_DISABLE_PLUGIN_AUTOLOAD`` is set. ebmkit's own plugins always load.
+    :raises PluginError: when a loaded plugin implements a hook that does not exist
+        (a misspelled hook name).
+    :return: the manager. Plugins that raised while loading are not registered; they are
+        listed in ``pm.failures`` with their error.
+    """
+    if autoload is None:
+        autoload = not _env_flag(AUTOLOAD_ENV)
+    pm = EbmkitPluginManager()
+    for name in filter(None, (n.strip() for n in os.environ.get(BLOCK_ENV, "").split(","))):
+        pm.set_blocked(name)
+
+    for ep, dist in _entry_points():
+        dist_name, version = dist.metadata["Name"], dist.version
+        if pm.is_blocked(ep.name) or (not autoload and dist_name != OWN_DISTRIBUTION):
+            continue
+        info = PluginInfo(ep.name, dist_name, version, ep.value)
+        if ep.name in pm.infos:
+            other = pm.infos[ep.name]
+            pm.infos[f"{ep.name} ({dist_name})"] = attrs.evolve(
+                info, error=f"plugin name {ep.name!r} is already taken by distribution {other.distribution!r}"
+            )
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # a broken plugin must not take the others down
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            info = attrs.evolve(info, error=f"{detail}")
+        pm.infos[ep.name] = info
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"plugin {exc.plugin_name!r} implements a hook that ebmkit does not define: {exc}\n"
+            f" see 'docs/plugin_hooks.md' for the hooks, or block it with {BLOCK_ENV}={exc.plugin_name}"
+        ) from exc
+    return pm

@@ -1,0 +1,192 @@
+"""What each kind of component is: the interfaces plugins implement.
+
+These are structural (``typing.Protocol``): a component needs the methods and
+attributes below, not a base class. Only energies share a base class,
+:class:`ebmkit.Energy`, because every energy must support the algebra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
+import torch
+
+if TYPE_CHECKING:
+    from ebmkit.energy import Energy
+
+Tensor = torch.Tensor
+
+
+@attrs.frozen
+class StepContext:
+    """Where a transition step stands within a sampler run.
+
+    :ivar index: the step number, from 0.
+    :ivar total: how many steps the sampler takes in all.
+    :ivar cond: the condition labels of the chains, or None.
+    :ivar create_graph: keep the autograd graph of this step, so that the returned
+        samples are differentiable with respect to the energy's parameters.
+    """
+
+    index: int
+    total: int
+    cond: Tensor | None = None
+    create_graph: bool = False
+
+
+@attrs.define
+class StepResult:
+    """The outcome of one transition step.
+
+    :ivar x: the new state of the chains.
+    :ivar stats: per-chain diagnostics of this step, each of shape ``(B,)``, e.g.
+        ``energy``, ``grad_norm``, ``accept``.
+    """
+
+    x: Tensor
+    stats: dict[str, Tensor] = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class Transition(Protocol):
+    """One step of a Markov kernel (or another map of a batch of chains)."""
+
+    def step(self, energy: Energy, x: Tensor, ctx: StepContext) -> StepResult: ...
+
+
+@attrs.frozen
+class Scheduled:
+    """A transition as a recipe schedules it: run it after every ``every``-th step."""
+
+    transition: Transition
+    every: int = 1
+    name: str = ""
+
+
+@attrs.define
+class SampleResult:
+    """What a sampler returns.
+
+    :ivar x: the final samples, detached from any graph.
+    :ivar trace: per-step means of the transitions' diagnostics, e.g.
+        ``trace["energy"][k]`` is the mean energy after step k.
+    :ivar x_graph: when ``keep_last_graph`` was asked: the last step redone, with the same
+        randomness, with its autograd graph kept (differentiable with respect to the
+        energy's parameters); otherwise None.
+    """
+
+    x: Tensor
+    trace: dict[str, list[float]] = attrs.field(factory=dict)
+    x_graph: Tensor | None = None
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Draws samples from an energy, starting from ``x0``."""
+
+    def sample(
+        self, energy: Energy, x0: Tensor, *, cond: Tensor | None = None, keep_last_graph: bool = False
+    ) -> SampleResult: ...
+
+
+@runtime_checkable
+class Buffer(Protocol):
+    """Where chains start, and what is kept of them between training iterations."""
+
+    def draw(self, n: int, data: Tensor) -> Tensor:
+        """Return ``n`` chain starts; ``data`` is the current positive batch."""
+
+    def push(self, x: Tensor) -> None:
+        """Offer the chains' final samples to the buffer."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@attrs.define
+class TrainBatch:
+    """Everything a loss term sees in one training iteration.
+
+    The energies of the positive and negative samples are computed once, on first use,
+    and shared by every loss term.
+    """
+
+    energy: Energy
+    x_pos: Tensor
+    x_neg: Tensor
+    cond: Tensor | None
+    sample: SampleResult
+    buffer: Buffer | None
+    _cache: dict[str, Tensor] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def e_pos(self) -> Tensor:
+        if "e_pos" not in self._cache:
+            self._cache["e_pos"] = self.energy(self.x_pos, self.cond)
+        return self._cache["e_pos"]
+
+    @property
+    def e_neg(self) -> Tensor:
+        if "e_neg" not in self._cache:
+            self._cache["e_neg"] = self.energy(self.x_neg.detach(), self.cond)
+        return self._cache["e_neg"]
+
+
+@attrs.define
+class LossOutput:
+    """A loss term's value (a scalar to minimise) and what it wants logged."""
+
+    value: Tensor
+    metrics: dict[str, float] = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class Loss(Protocol):
+    """A loss term. ``needs_graph`` asks the sampler to keep its last step's graph."""
+
+    needs_graph: bool
+
+    def __call__(self, energy: Energy, batch: TrainBatch) -> LossOutput: ...
+
+
+@attrs.define
+class EvalContext:
+    """What an evaluator gets: the model, the data, a sampler, and where to write."""
+
+    energy: Energy
+    dataset: Dataset
+    sampler: Sampler
+    noise: Callable[[int], Tensor]
+    out_dir: Path
+    step: int
+    device: torch.device
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Computes metrics and writes files (plots, sample grids) for a model."""
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """A map-style dataset of samples, or ``(sample, label)`` pairs.
+
+    :ivar sample_shape: the shape of one sample.
+    :ivar domain: ``(low, high)`` bounds of the data, used to draw fresh chain starts
+        uniformly; None means a standard normal.
+    :ivar num_classes: the number of labels, or None for unlabelled data.
+    """
+
+    sample_shape: tuple[int, ...]
+    domain: tuple[float, float] | None
+    num_classes: int | None
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...

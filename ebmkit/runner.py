@@ -1,0 +1,202 @@
+"""Turning a validated recipe into a training run and its run folder.
+
+A run folder holds ``recipe.toml`` (the resolved recipe), ``run.json`` (which plugin
+supplied each component), ``metrics.jsonl`` (one JSON object per line), ``checkpoints/``
+(safetensors weights) and whatever the evaluators write (plots, sample grids).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import safetensors.torch
+import tomli_w
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ebmkit.errors import EbmkitError, TrainingDiverged
+from ebmkit.protocols import EvalContext, Scheduled, TrainBatch
+from ebmkit.recipe import Recipe
+
+
+def default_out_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
+    stem = recipe.run.name or Path(recipe.source).stem
+    return root / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def noise_for(dataset: Any, device: torch.device) -> Callable[[int], torch.Tensor]:
+    """Fresh chain starts: uniform over the data's domain, or standard normal."""
+    shape = tuple(dataset.sample_shape)
+    domain = getattr(dataset, "domain", None)
+
+    def noise(n: int) -> torch.Tensor:
+        if domain is None:
+            return torch.randn(n, *shape, device=device)
+        low, high = domain
+        return torch.rand(n, *shape, device=device) * (high - low) + low
+
+    return noise
+
+
+def _batches(dataset: Any, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    if len(dataset) < batch_size:
+        raise EbmkitError(f"the dataset has {len(dataset)} samples, fewer than one batch of {batch_size}")
+    generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator)
+    while True:
+        for item in loader:
+            if isinstance(item, list | tuple):
+                yield item[0], item[1]
+            else:
+                yield item, None
+
+
+@attrs.define
+class RunResult:
+    out_dir: Path
+    metrics: dict[str, float]
+
+
+class MetricsLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.latest: dict[str, float] = {}
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        self.latest.update(metrics)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+
+
+def save_checkpoint(out_dir: Path, step: int, energy: torch.nn.Module, recipe: Recipe) -> Path:
+    folder = out_dir / "checkpoints" / f"step_{step:07d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    safetensors.torch.save_model(energy, str(folder / "energy.safetensors"), metadata={"step": str(step)})
+    (folder / "meta.json").write_text(json.dumps({"step": step, "recipe": recipe.data, "format": 1}, indent=1))
+    return folder
+
+
+def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live: bool | None = None) -> RunResult:
+    """Build every component of ``recipe``, train, evaluate, and fill ``out_dir``."""
+    console = console or Console(stderr=True)
+    live = console.is_terminal if live is None else live
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "recipe.toml").write_text(f"# resolved from {recipe.source}\n" + tomli_w.dumps(recipe.data))
+    torch.manual_seed(recipe.run.seed)
+    try:
+        device = torch.device(recipe.run.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise EbmkitError(f"[run].device = {recipe.run.device!r} is not usable here: {exc}") from None
+
+    data_spec = recipe.one("data")
+    dataset = data_spec.build()
+    noise = noise_for(dataset, device)
+    energy = recipe.one("energy").build(data_shape=tuple(dataset.sample_shape), num_classes=dataset.num_classes).to(device)
+    transitions = [Scheduled(s.build(), s.core["every"], s.entry.name) for s in recipe.many("transitions")]
+    sampler = recipe.one("sampler").build(transitions=transitions)
+    buffer_spec = recipe.one("buffer")
+    buffer = buffer_spec.build(noise=noise) if buffer_spec else None
+    losses = [(s.core["weight"], s.entry.name, s.build()) for s in recipe.many("losses")]
+    optimizer = recipe.one("optim").build(params=list(energy.parameters()))
+    evaluators = [(s.core["every"], s.entry.name, s.build()) for s in recipe.many("evaluators")]
+    needs_graph = any(getattr(loss, "needs_graph", False) for _, _, loss in losses)
+
+    used = {spec.where: {"name": spec.entry.name, "plugin": spec.entry.plugin, "distribution": spec.entry.distribution}
+            for specs in recipe.components.values() for spec in specs}
+    (out_dir / "run.json").write_text(json.dumps({"source": recipe.source, "components": used}, indent=1))
+    log = MetricsLog(out_dir / "metrics.jsonl")
+    settings = recipe.train
+
+    def evaluate(step: int, only_due: bool) -> None:
+        for every, name, evaluator in evaluators:
+            if only_due and not (every and step % every == 0):
+                continue
+            ctx = EvalContext(energy, dataset, sampler, noise, out_dir, step, device)
+            energy.eval()
+            metrics = evaluator.evaluate(ctx)
+            energy.train()
+            if metrics:
+                log.write(step, {f"{name}/{k}": v for k, v in metrics.items()})
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                console.print(f"[bold]step {step}[/] {name}: {shown}")
+
+    if settings.eval_at_start and evaluators:
+        evaluate(0, only_due=False)
+
+    batches = _batches(dataset, settings.batch_size, recipe.run.seed)
+    progress = Progress(
+        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not live,
+    )
+    started = time.perf_counter()
+    window_start, window_steps = started, 0
+    with progress:
+        task = progress.add_task("train", total=settings.steps, stats="")
+        for step in range(1, settings.steps + 1):
+            x_pos, cond = next(batches)
+            x_pos = x_pos.to(device)
+            cond = cond.to(device) if cond is not None else None
+            n = x_pos.shape[0]
+            x0 = buffer.draw(n, x_pos) if buffer is not None else noise(n)
+            result = sampler.sample(energy, x0, cond=cond, keep_last_graph=needs_graph)
+            if buffer is not None:
+                buffer.push(result.x)
+            batch = TrainBatch(energy, x_pos, result.x, cond, result, buffer)
+            total = torch.zeros((), device=device)
+            metrics: dict[str, float] = {}
+            for weight, name, loss in losses:
+                out = loss(energy, batch)
+                total = total + weight * out.value
+                metrics[f"loss/{name}"] = float(out.value.detach())
+                metrics.update(out.metrics)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if settings.grad_clip:
+                metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(energy.parameters(), settings.grad_clip))
+            e_pos, e_neg = float(batch.e_pos.detach().mean()), float(batch.e_neg.detach().mean())
+            loss_value = float(total.detach())
+            if not all(map(math.isfinite, (loss_value, e_pos, e_neg))):
+                raise TrainingDiverged(
+                    f"training diverged at step {step}: loss {loss_value}, E+ {e_pos}, E- {e_neg} are not all finite; "
+                    f"lower [optim].lr or the sampler's step size, or raise the energy_l2 weight"
+                )
+            if settings.energy_bound is not None and abs(e_pos) > settings.energy_bound:
+                raise TrainingDiverged(
+                    f"training diverged at step {step}: |mean E+| = {abs(e_pos):.3g} exceeds [train].energy_bound = "
+                    f"{settings.energy_bound}"
+                )
+            optimizer.step()
+            metrics.update({"loss": loss_value, "e_pos": e_pos, "e_neg": e_neg})
+            for key, values in result.trace.items():
+                if values:
+                    metrics[f"sampler/{key}"] = values[-1]
+            window_steps += 1
+            if step % settings.log_every == 0 or step == settings.steps:
+                now = time.perf_counter()
+                metrics["steps_per_s"] = window_steps / max(now - window_start, 1e-9)
+                window_start, window_steps = now, 0
+                log.write(step, metrics)
+                stats = f"loss {loss_value:+.3f}  E+ {e_pos:+.3f}  E- {e_neg:+.3f}  {metrics['steps_per_s']:.1f} it/s"
+                progress.update(task, stats=stats)
+                if not live:
+                    console.print(f"step {step}/{settings.steps}  {stats}")
+            progress.advance(task)
+            if settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                save_checkpoint(out_dir, step, energy, recipe)
+            if step != settings.steps:
+                evaluate(step, only_due=True)
+
+    save_checkpoint(out_dir, settings.steps, energy, recipe)
+    evaluate(settings.steps, only_due=False)
+    elapsed = time.perf_counter() - started
+    log.write(settings.steps, {"wall_s": elapsed})
+    return RunResult(out_dir, dict(log.latest))

@@ -1,0 +1,99 @@
+"""``ebmkit.sample``: drawing samples from any energy outside training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from ebmkit.energy import Energy
+from ebmkit.errors import EbmkitError, did_you_mean
+from ebmkit.protocols import SampleResult, Scheduled
+from ebmkit.registry import Entry, Registries, default_registries
+
+#: The sampler that runs a bare transition when ``sampler=`` names a transition.
+CHAIN_SAMPLER = "chain"
+
+
+def _route(params: dict[str, Any], entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """Send each keyword to the component whose spec has a parameter of that name."""
+    routed: list[dict[str, Any]] = [{} for _ in entries]
+    fields = [{f.name for f in attrs.fields(e.params)} for e in entries]
+    for key, value in params.items():
+        owners = [i for i, names in enumerate(fields) if key in names]
+        if not owners:
+            known = sorted(set().union(*fields))
+            suggestion = did_you_mean(key, known)
+            hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+            raise EbmkitError(
+                f"unknown parameter {key!r} for {' and '.join(e.owner for e in entries)}{hint}\n parameters: {', '.join(known)}"
+            )
+        routed[owners[0]][key] = value
+    return routed
+
+
+def _build(entry: Entry, values: dict[str, Any], **context: Any) -> Any:
+    checked, problems = entry.check(values, entry.name)
+    if problems:
+        raise EbmkitError("\n".join(str(p) for p in problems))
+    return entry.build(checked, **context)
+
+
+def sample(
+    energy: Energy,
+    n: int,
+    *,
+    shape: Sequence[int] | None = None,
+    sampler: str = "langevin",
+    steps: int | None = None,
+    seed: int | None = None,
+    x0: torch.Tensor | None = None,
+    cond: torch.Tensor | None = None,
+    init: tuple[float, float] | None = None,
+    return_result: bool = False,
+    registries: Registries | None = None,
+    **params: Any,
+) -> torch.Tensor | SampleResult:
+    """Draw ``n`` samples from ``energy``.
+
+    :param shape: the shape of one sample, e.g. ``(2,)`` or ``(3, 32, 32)`` (not needed
+        when ``x0`` is given).
+    :param sampler: a sampler's registered name, or a transition's name, which means a
+        chain of that kernel (``sampler="mala"`` just works).
+    :param steps: the number of steps (a parameter of the sampler).
+    :param seed: seeds the random numbers of this call only, leaving the global state as it was.
+    :param x0: the chains' starting points; by default standard normal, or uniform on
+        ``init = (low, high)``.
+    :param params: parameters of the sampler or of the transition, each sent to the
+        component that has it (``step_size=0.01``, ``noise_std=0.005``, ...).
+    :return: the samples (detached), or the full :class:`SampleResult` with its trace.
+    """
+    registries = registries or default_registries()
+    if steps is not None:
+        params["steps"] = steps
+    if sampler in registries["samplers"] or sampler not in registries["transitions"]:
+        sampler_entry = registries.get("samplers", sampler)
+        kernels: list[Scheduled] = []
+        (sampler_values,) = _route(params, [sampler_entry])
+    else:
+        transition_entry = registries.get("transitions", sampler)
+        sampler_entry = registries.get("samplers", CHAIN_SAMPLER)
+        transition_values, sampler_values = _route(params, [transition_entry, sampler_entry])
+        kernels = [Scheduled(_build(transition_entry, transition_values), 1, sampler)]
+    chain = _build(sampler_entry, sampler_values, transitions=kernels)
+
+    device = next((p.device for p in energy.parameters()), torch.device("cpu"))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if x0 is None:
+            if shape is None:
+                raise EbmkitError("ebmkit.sample needs shape= (the shape of one sample) or x0=")
+            x0 = torch.randn(n, *shape, device=device)
+            if init is not None:
+                low, high = init
+                x0 = torch.rand(n, *shape, device=device) * (high - low) + low
+        result = chain.sample(energy, x0.to(device), cond=cond)
+    return result if return_result else result.x

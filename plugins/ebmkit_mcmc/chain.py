@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import attrs
+import torch
+
+from ebmkit.protocols import SampleResult, Scheduled, StepContext
+
+
+@attrs.frozen(kw_only=True)
+class Chain:
+    """Runs `steps` steps of the recipe's transitions; a transition with every=N runs after each N-th step."""
+
+    steps: int = attrs.field(validator=attrs.validators.ge(1))
+    transitions: tuple[Scheduled, ...] = attrs.field(converter=tuple, default=())
+
+    def __attrs_post_init__(self) -> None:
+        if not self.transitions:
+            from ebmkit import EbmkitError
+
+            raise EbmkitError("the chain sampler needs at least one transition ([[transitions]] in a recipe)")
+
+    def _step(self, energy, x, i: int, cond, create_graph: bool, stats: dict[str, list[torch.Tensor]] | None):
+        ctx = StepContext(index=i, total=self.steps, cond=cond, create_graph=create_graph)
+        for scheduled in self.transitions:
+            if scheduled.every == 1 or (i + 1) % scheduled.every == 0:
+                result = scheduled.transition.step(energy, x, ctx)
+                x = result.x if create_graph else result.x.detach()
+                if stats is not None:
+                    for key, value in result.stats.items():
+                        stats.setdefault(key, []).append(value.float().mean())
+        return x
+
+    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_last_graph: bool = False) -> SampleResult:
+        stats: dict[str, list[torch.Tensor]] = {}
+        x = x0.detach()
+        for i in range(self.steps - 1):
+            x = self._step(energy, x, i, cond, False, stats)
+        last = self.steps - 1
+        x_before, rng = x, _rng_state(x.device)
+        x = self._step(energy, x, last, cond, False, stats)
+        x_graph = None
+        if keep_last_graph:
+            # Redo the last step with the same random numbers, keeping the graph to the parameters.
+            after = _rng_state(x.device)
+            _set_rng_state(x.device, rng)
+            x_graph = self._step(energy, x_before, last, cond, True, None)
+            _set_rng_state(x.device, after)
+        trace = {key: torch.stack(values).tolist() for key, values in stats.items()}
+        return SampleResult(x.detach(), trace, x_graph)
+
+
+def _rng_state(device: torch.device):
+    if device.type == "cuda":
+        return torch.get_rng_state(), torch.cuda.get_rng_state(device)
+    return torch.get_rng_state(), None
+
+
+def _set_rng_state(device: torch.device, state) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)

@@ -1,0 +1,10 @@
+"""Optimisers."""
+
+from ebmkit import hookimpl
+
+
+@hookimpl
+def ebmkit_register_optimizers(register):
+    from ebmkit_optim.adam import adam
+
+    register("adam", adam)
