@@ -24,7 +24,7 @@ class UserError(click.ClickException):
     exit_code = 2
 
     def show(self, file=None) -> None:  # noqa: ARG002 - click's signature
-        console.print(f"[bold red]error:[/] {self.message}", markup=True, highlight=False)
+        console.print(f"[bold red]error:[/] {self.message}", markup=True, highlight=False, soft_wrap=True)
 
 
 class EbmkitGroup(click.Group):

@@ -24,18 +24,25 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def singular(kind: str) -> str:
+    """``energies`` -> ``energy``, ``samplers`` -> ``sampler``."""
+    if kind.endswith("ies"):
+        return kind[:-3] + "y"
+    return kind[:-1] if kind.endswith("s") else kind
+
+
 class UnknownComponentError(EbmkitError, LookupError):
     """A name that no loaded plugin registered for this kind of component."""
 
-    def __init__(self, kind: str, name: str, available: Sequence[str]):
+    def __init__(self, kind: str, name: str, available: Sequence[str], *, command: str | None = None):
         self.kind, self.name, self.available = kind, name, sorted(available)
-        singular = kind[:-1] if kind.endswith("s") else kind
-        message = f"unknown {singular} {name!r}"
+        message = f"unknown {singular(kind).replace('s or ', ' or ')} {name!r}"
         suggestion = did_you_mean(name, self.available)
         if suggestion:
             message += f" - did you mean {suggestion!r}?"
         message += f"\n available {kind}: {', '.join(self.available) or '(none)'}"
-        message += f"\n use 'ebmkit list {kind}' for details (or install a plugin that provides it)"
+        command = command or f"ebmkit list {kind}"
+        message += f"\n use '{command}' for details (or install a plugin that provides it)"
         super().__init__(message)
 
 

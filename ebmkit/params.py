@@ -27,8 +27,12 @@ def spec_of(factory: Callable[..., Any], params: type | None, context_names: Ite
         return params
     context = set(context_names)
     if attrs.has(factory):
+        try:
+            attrs.resolve_types(factory)  # string annotations -> types, so the derived spec can check them
+        except Exception:  # a plugin's annotations may not resolve; its values are then not type-checked
+            pass
         fields = {
-            f.name: attrs.field(default=f.default, type=f.type)
+            f.name: attrs.field(default=f.default, validator=f.validator, converter=f.converter, type=f.type)
             for f in attrs.fields(factory)
             if f.init and f.name not in context
         }

@@ -111,8 +111,9 @@ def get_plugin_manager(*, autoload: bool | None = None) -> EbmkitPluginManager:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
         raise PluginError(
-            f"plugin {exc.plugin_name!r} implements a hook that ebmkit does not define: {exc}\n"
-            f" see 'docs/plugin_hooks.md' for the hooks, or block it with {BLOCK_ENV}={exc.plugin_name}"
+            f"plugin {name!r} implements a hook that ebmkit does not define: {exc}\n"
+            f" see docs/plugin_hooks.md for the hooks, or block the plugin with {BLOCK_ENV}={name}"
         ) from exc
     return pm

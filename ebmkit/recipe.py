@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from ebmkit import params as params_
-from ebmkit.errors import EbmkitError, RecipeError, RecipeProblem, UnknownComponentError, did_you_mean
+from ebmkit.errors import EbmkitError, RecipeError, RecipeProblem, UnknownComponentError, did_you_mean, singular
 from ebmkit.registry import Entry, Registries, default_registries
 
 
@@ -42,6 +42,7 @@ class TrainSettings:
     log_every: int = attrs.field(default=50, validator=attrs.validators.gt(0))
     checkpoint_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     grad_clip: float | None = None
+    ema: float | None = attrs.field(default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.lt(1)]))
     eval_at_start: bool = True
     energy_bound: float | None = None
 
@@ -177,7 +178,7 @@ def _check_component(
     name = table.pop("name", None)
     if not isinstance(name, str):
         available = ", ".join(registries[kind.kind].names())
-        return None, [RecipeProblem(f"{where}.name", f"missing the name of a {kind.kind[:-1]}; available: {available}")]
+        return None, [RecipeProblem(f"{where}.name", f"missing the name of a {singular(kind.kind)}; available: {available}")]
     try:
         entry = registries.get(kind.kind, name)
     except UnknownComponentError as exc:

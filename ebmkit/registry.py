@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from ebmkit import params as params_
-from ebmkit.errors import DuplicateComponentError, EbmkitError, UnknownComponentError
+from ebmkit.errors import DuplicateComponentError, EbmkitError, UnknownComponentError, singular
 from ebmkit.plugins import EbmkitPluginManager, get_plugin_manager
 
 #: Each kind of component, and the context keywords its factories may accept.
@@ -42,8 +42,7 @@ class Entry:
 
     @property
     def owner(self) -> str:
-        singular = self.kind[:-1] if self.kind.endswith("s") else self.kind
-        return f"{singular} {self.name!r}"
+        return f"{singular(self.kind)} {self.name!r}"
 
     def check(self, values: Mapping[str, Any], where: str) -> tuple[dict[str, Any] | None, list]:
         """Check recipe values against this component's parameter spec."""
@@ -139,7 +138,7 @@ class Registries(Mapping[str, Registry]):
 
             def register(name, factory, *, params=None, summary=None, aliases=(), _kind=kind, _ctx=context_names):
                 if not isinstance(name, str) or not name:
-                    raise EbmkitError(f"plugin {plugin_name!r} registered a {_kind[:-1]} without a name")
+                    raise EbmkitError(f"plugin {plugin_name!r} registered a {singular(_kind)} without a name")
                 doc = inspect.getdoc(factory) or ""
                 entry = Entry(
                     kind=_kind,

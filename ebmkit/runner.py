@@ -7,6 +7,7 @@ supplied each component), ``metrics.jsonl`` (one JSON object per line), ``checkp
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -76,10 +77,27 @@ class MetricsLog:
             f.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
 
 
-def save_checkpoint(out_dir: Path, step: int, energy: torch.nn.Module, recipe: Recipe) -> Path:
+class EMA:
+    """An exponential moving average of a module's parameters and buffers: ema <- d*ema + (1-d)*current."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(module).requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        ema_params, params = list(self.module.parameters()), list(module.parameters())
+        torch._foreach_lerp_(ema_params, params, 1 - self.decay)
+        for ema_buffer, buffer in zip(self.module.buffers(), module.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
+
+
+def save_checkpoint(out_dir: Path, step: int, energy: torch.nn.Module, recipe: Recipe, ema: EMA | None = None) -> Path:
     folder = out_dir / "checkpoints" / f"step_{step:07d}"
     folder.mkdir(parents=True, exist_ok=True)
     safetensors.torch.save_model(energy, str(folder / "energy.safetensors"), metadata={"step": str(step)})
+    if ema is not None:
+        safetensors.torch.save_model(ema.module, str(folder / "ema.safetensors"), metadata={"step": str(step), "decay": str(ema.decay)})
     (folder / "meta.json").write_text(json.dumps({"step": step, "recipe": recipe.data, "format": 1}, indent=1))
     return folder
 
@@ -97,6 +115,7 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
     except (RuntimeError, AssertionError) as exc:
         raise EbmkitError(f"[run].device = {recipe.run.device!r} is not usable here: {exc}") from None
 
+    settings = recipe.train
     data_spec = recipe.one("data")
     dataset = data_spec.build()
     noise = noise_for(dataset, device)
@@ -108,22 +127,24 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
     losses = [(s.core["weight"], s.entry.name, s.build()) for s in recipe.many("losses")]
     optimizer = recipe.one("optim").build(params=list(energy.parameters()))
     evaluators = [(s.core["every"], s.entry.name, s.build()) for s in recipe.many("evaluators")]
+    ema = EMA(energy, settings.ema) if settings.ema is not None else None
     needs_graph = any(getattr(loss, "needs_graph", False) for _, _, loss in losses)
 
     used = {spec.where: {"name": spec.entry.name, "plugin": spec.entry.plugin, "distribution": spec.entry.distribution}
             for specs in recipe.components.values() for spec in specs}
     (out_dir / "run.json").write_text(json.dumps({"source": recipe.source, "components": used}, indent=1))
     log = MetricsLog(out_dir / "metrics.jsonl")
-    settings = recipe.train
 
     def evaluate(step: int, only_due: bool) -> None:
         for every, name, evaluator in evaluators:
             if only_due and not (every and step % every == 0):
                 continue
-            ctx = EvalContext(energy, dataset, sampler, noise, out_dir, step, device)
-            energy.eval()
+            # Evaluators see the EMA weights when there are any, as is usual for EBMs.
+            model = ema.module if ema is not None else energy
+            ctx = EvalContext(model, dataset, sampler, noise, out_dir, step, device)
+            model.eval()
             metrics = evaluator.evaluate(ctx)
-            energy.train()
+            model.train()
             if metrics:
                 log.write(step, {f"{name}/{k}": v for k, v in metrics.items()})
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
@@ -175,6 +196,8 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
                     f"{settings.energy_bound}"
                 )
             optimizer.step()
+            if ema is not None:
+                ema.update(energy)
             metrics.update({"loss": loss_value, "e_pos": e_pos, "e_neg": e_neg})
             for key, values in result.trace.items():
                 if values:
@@ -191,11 +214,11 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
                     console.print(f"step {step}/{settings.steps}  {stats}")
             progress.advance(task)
             if settings.checkpoint_every and step % settings.checkpoint_every == 0:
-                save_checkpoint(out_dir, step, energy, recipe)
+                save_checkpoint(out_dir, step, energy, recipe, ema)
             if step != settings.steps:
                 evaluate(step, only_due=True)
 
-    save_checkpoint(out_dir, settings.steps, energy, recipe)
+    save_checkpoint(out_dir, settings.steps, energy, recipe, ema)
     evaluate(settings.steps, only_due=False)
     elapsed = time.perf_counter() - started
     log.write(settings.steps, {"wall_s": elapsed})

@@ -9,7 +9,7 @@ import attrs
 import torch
 
 from ebmkit.energy import Energy
-from ebmkit.errors import EbmkitError, did_you_mean
+from ebmkit.errors import EbmkitError, UnknownComponentError, did_you_mean
 from ebmkit.protocols import SampleResult, Scheduled
 from ebmkit.registry import Entry, Registries, default_registries
 
@@ -73,7 +73,12 @@ def sample(
     registries = registries or default_registries()
     if steps is not None:
         params["steps"] = steps
-    if sampler in registries["samplers"] or sampler not in registries["transitions"]:
+    if sampler not in registries["samplers"] and sampler not in registries["transitions"]:
+        names = [*registries["samplers"], *registries["transitions"]]
+        raise UnknownComponentError(
+            "samplers or transitions", sampler, names, command="ebmkit list samplers; ebmkit list transitions"
+        )
+    if sampler in registries["samplers"]:
         sampler_entry = registries.get("samplers", sampler)
         kernels: list[Scheduled] = []
         (sampler_values,) = _route(params, [sampler_entry])

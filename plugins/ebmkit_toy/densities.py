@@ -119,7 +119,7 @@ class Rings(Density2D):
 
 class Moons(Density2D):
     name, summary = "moons", "two interleaving half circles (scikit-learn's make_moons), noise std 0.2"
-    std, nodes = 0.2, 2000
+    std, nodes = 0.2, 1000
 
     @staticmethod
     def _curve(t: Tensor, lower: Tensor) -> Tensor:
@@ -161,7 +161,7 @@ class Checkerboard(Density2D):
 
 class TwoSpirals(Density2D):
     name, summary = "2spirals", "two interleaved spirals, uniform jitter 0.5/3 and noise std 0.1"
-    std, nodes = 0.1, 4000
+    std, nodes = 0.1, 1500
     turn = 540 * 2 * math.pi / 360
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:

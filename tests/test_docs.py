@@ -1,0 +1,32 @@
+"""The docs describe the code: every hook is documented with its signature."""
+
+from __future__ import annotations
+
+import inspect
+
+from ebmkit import hookspecs
+from tests.conftest import ROOT
+
+
+def hook_names() -> list[str]:
+    return [name for name, f in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("ebmkit_")]
+
+
+def test_every_hook_is_documented_with_its_signature():
+    page = (ROOT / "docs" / "plugin_hooks.md").read_text()
+    names = hook_names()
+    assert len(names) == 9
+    for name in names:
+        params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"### {name}({params})" in page, f"{name} is not documented in docs/plugin_hooks.md"
+
+
+def test_every_hookspec_has_a_docstring():
+    for name in hook_names():
+        assert len(inspect.getdoc(getattr(hookspecs, name)) or "") > 40, name
+
+
+def test_readme_commands_are_the_ones_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- test-command -->" in readme and "<!-- quickstart-command -->" in readme
+    assert "README.md" in (ROOT / ".ci" / "run").read_text()
