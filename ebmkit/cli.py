@@ -41,9 +41,7 @@ class EbmkitGroup(click.Group):
             return
         self._plugins_added = True
         try:
-            from ebmkit.registry import default_registries
-
-            default_registries().pm.hook.ebmkit_register_commands(cli=self)
+            _registries().pm.hook.ebmkit_register_commands(cli=self)
         except EbmkitError as exc:
             raise UserError(_escape(str(exc))) from None
 
@@ -63,6 +61,22 @@ def _escape(text: str) -> str:
     return text.replace("[", r"\[")
 
 
+_warned = False
+
+
+def _registries():
+    """The loaded registries; warns once about plugins that failed to load."""
+    global _warned
+    from ebmkit.registry import default_registries
+
+    registries = default_registries()
+    if not _warned:
+        _warned = True
+        for name, error in sorted(registries.failures.items()):
+            console.print(f"[yellow]warning:[/] plugin {name!r} failed to load: {_escape(error)} (see 'ebmkit plugins')", soft_wrap=True)
+    return registries
+
+
 @click.group(cls=EbmkitGroup)
 @click.version_option(package_name="ebmkit")
 def cli() -> None:
@@ -72,7 +86,7 @@ def cli() -> None:
 def _load(recipe: str, overrides: tuple[str, ...]):
     from ebmkit import recipe as recipe_
 
-    return recipe_.load(recipe, overrides)
+    return recipe_.load(recipe, overrides, _registries())
 
 
 @cli.command()
@@ -108,9 +122,8 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 def list_(kind: str | None, pattern: str, show_params: bool) -> None:
     """List registered components: name, plugin and summary (KIND: energies, samplers, ...)."""
     from ebmkit import params as params_
-    from ebmkit.registry import default_registries
 
-    registries = default_registries()
+    registries = _registries()
     kinds = [kind] if kind else list(registries)
     for k in kinds:
         entries = registries[k].find(pattern)
@@ -132,9 +145,7 @@ def list_(kind: str | None, pattern: str, show_params: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json: bool) -> None:
     """Show the loaded plugins, their distributions, and any that failed to load."""
-    from ebmkit.registry import default_registries
-
-    registries = default_registries()
+    registries = _registries()
     rows = []
     for name, info in sorted(registries.pm.infos.items()):
         counts = {k: sum(1 for e in r.values() if e.plugin == name) for k, r in registries.items()}

@@ -125,3 +125,17 @@ def test_a_duplicate_name_is_an_error_naming_both_plugins(tmp_path, monkeypatch,
     with pytest.raises(DuplicateComponentError) as info:
         fresh_registries()
     assert "'ebmkit_dupe'" in str(info.value) and "'mcmc'" in str(info.value)
+
+
+def test_a_plugin_can_add_a_command_and_broken_plugins_are_warned_about(tmp_path):
+    source = (
+        "import click\nfrom ebmkit import hookimpl\n\n@hookimpl\ndef ebmkit_register_commands(cli):\n"
+        "    @cli.command()\n    def hello():\n        click.echo('hello from a plugin')\n"
+    )
+    make_distribution(tmp_path, "ebmkit-cmd", "ebmkit_cmd", source)
+    make_distribution(tmp_path, "ebmkit-broken", "ebmkit_broken", "raise RuntimeError('boom at import')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "ebmkit.cli", "hello"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "hello from a plugin"
+    assert "plugin 'ebmkit_broken' failed to load: RuntimeError: boom at import" in proc.stderr
