@@ -19,6 +19,22 @@ import attrs
 from ebmkit.errors import RecipeProblem, did_you_mean
 
 
+#: Metadata key of a parameter whose value is itself a component (a nested table with a name).
+COMPONENT_KEY = "ebmkit_component"
+
+
+def component(kind: str, *, default: Any = None) -> Any:
+    """An attrs field whose recipe value is a nested component table of ``kind``.
+
+    In a recipe it is written as a sub-table with its own ``name``, e.g.
+    ``[buffer.on_draw]`` / ``name = "augment"``; the built component is passed to the factory.
+    """
+    return attrs.field(default=default, metadata={COMPONENT_KEY: kind})
+
+
+Resolver = Callable[[str, Any, str], tuple[Any, list[RecipeProblem]]]
+
+
 def spec_of(factory: Callable[..., Any], params: type | None, context_names: Iterable[str]) -> type:
     """The attrs class that describes ``factory``'s user-facing parameters."""
     if params is not None:
@@ -32,7 +48,9 @@ def spec_of(factory: Callable[..., Any], params: type | None, context_names: Ite
         except Exception:  # a plugin's annotations may not resolve; its values are then not type-checked
             pass
         fields = {
-            f.name: attrs.field(default=f.default, validator=f.validator, converter=f.converter, type=f.type)
+            f.name: attrs.field(
+                default=f.default, validator=f.validator, converter=f.converter, type=f.type, metadata=f.metadata
+            )
             for f in attrs.fields(factory)
             if f.init and f.name not in context
         }
@@ -122,12 +140,14 @@ def coerce(value: Any, tp: Any) -> Any:
 
 
 def check(
-    spec: type, values: Mapping[str, Any], where: str, owner: str
+    spec: type, values: Mapping[str, Any], where: str, owner: str, resolve: Resolver | None = None
 ) -> tuple[dict[str, Any] | None, list[RecipeProblem]]:
     """Check ``values`` against ``spec``.
 
     :param where: the TOML path of the table, for messages.
     :param owner: what the parameters belong to, e.g. ``transition 'langevin'``.
+    :param resolve: checks a nested component table: ``resolve(kind, table, where)``
+        returns its checked spec (something with ``build()``) and the problems found.
     :return: the converted values (None if any problem was found) and the problems.
     """
     problems: list[RecipeProblem] = []
@@ -143,6 +163,15 @@ def check(
             message += f"\n parameters: {', '.join(fields) or '(none)'}"
             problems.append(RecipeProblem(f"{where}.{key}", message))
             continue
+        kind = fields[key].metadata.get(COMPONENT_KEY)
+        if kind is not None:
+            if resolve is None:
+                problems.append(RecipeProblem(f"{where}.{key}", f"a nested {kind[:-1]} is only supported in a recipe"))
+            else:
+                nested, found = resolve(kind, value, f"{where}.{key}")
+                problems += found
+                converted[key] = nested
+            continue
         try:
             converted[key] = coerce(value, types_.get(key, Any))
         except TypeError as exc:
@@ -154,8 +183,9 @@ def check(
             )
     if problems:
         return None, problems
+    plain = {k: v for k, v in converted.items() if not fields[k].metadata.get(COMPONENT_KEY)}
     try:
-        spec(**converted)
+        spec(**plain)
     except (TypeError, ValueError) as exc:
         return None, [RecipeProblem(where, f"invalid parameters for {owner}: {exc}")]
     return converted, []

@@ -21,7 +21,7 @@ import attrs
 
 from ebmkit import params as params_
 from ebmkit.errors import EbmkitError, RecipeError, RecipeProblem, UnknownComponentError, did_you_mean, singular
-from ebmkit.registry import Entry, Registries, default_registries
+from ebmkit.registry import ComponentSpec, Registries, default_registries
 
 
 @attrs.frozen(kw_only=True)
@@ -70,19 +70,6 @@ COMPONENT_TABLES: tuple[TableKind, ...] = (
 )
 SETTINGS_TABLES: dict[str, type] = {"run": RunSettings, "train": TrainSettings}
 ALL_TABLES = [*SETTINGS_TABLES, *(t.table for t in COMPONENT_TABLES)]
-
-
-@attrs.frozen
-class ComponentSpec:
-    """One component of a recipe, resolved and checked."""
-
-    entry: Entry
-    values: dict[str, Any]
-    where: str
-    core: dict[str, Any] = attrs.field(factory=dict)
-
-    def build(self, **context: Any) -> Any:
-        return self.entry.build(self.values, **context)
 
 
 @attrs.frozen
@@ -191,7 +178,10 @@ def _check_component(
             core[key] = params_.coerce(value, tp)
         except TypeError as exc:
             problems.append(RecipeProblem(f"{where}.{key}", str(exc)))
-    values, param_problems = entry.check(table, where)
+    def resolve(nested_kind: str, value: Any, nested_where: str):
+        return _check_component(TableKind(nested_where, nested_kind, False, True), value, nested_where, registries)
+
+    values, param_problems = entry.check(table, where, resolve)
     problems += param_problems
     if problems:
         return None, problems

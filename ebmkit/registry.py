@@ -44,16 +44,18 @@ class Entry:
     def owner(self) -> str:
         return f"{singular(self.kind)} {self.name!r}"
 
-    def check(self, values: Mapping[str, Any], where: str) -> tuple[dict[str, Any] | None, list]:
+    def check(
+        self, values: Mapping[str, Any], where: str, resolve: params_.Resolver | None = None
+    ) -> tuple[dict[str, Any] | None, list]:
         """Check recipe values against this component's parameter spec."""
-        return params_.check(self.params, values, where, self.owner)
+        return params_.check(self.params, values, where, self.owner, resolve)
 
     def build(self, values: Mapping[str, Any] | None = None, **context: Any) -> Any:
         """Build the component from checked parameter values and the run context.
 
         Only the context keywords the factory accepts are passed to it.
         """
-        kwargs = dict(values or {})
+        kwargs = {k: (v.build() if isinstance(v, ComponentSpec) else v) for k, v in (values or {}).items()}
         try:
             signature = inspect.signature(self.factory)
             accepts_all = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
@@ -62,6 +64,22 @@ class Entry:
             accepts_all, accepted = True, set()
         kwargs.update({k: v for k, v in context.items() if accepts_all or k in accepted})
         return self.factory(**kwargs)
+
+
+@attrs.frozen
+class ComponentSpec:
+    """A component as a recipe gives it: its entry and checked parameter values.
+
+    ``core`` holds the keys the runner owns (``weight``, ``every``); ``where`` is the TOML path.
+    """
+
+    entry: Entry
+    values: dict[str, Any]
+    where: str
+    core: dict[str, Any] = attrs.field(factory=dict)
+
+    def build(self, **context: Any) -> Any:
+        return self.entry.build(self.values, **context)
 
 
 class Registry(Mapping[str, Entry]):
