@@ -82,7 +82,7 @@ def field_types(spec: type) -> dict[str, Any]:
 def type_name(tp: Any) -> str:
     if tp is Any or tp is None:
         return "any value"
-    if isinstance(tp, type):
+    if isinstance(tp, type) and typing.get_origin(tp) is None:
         return tp.__name__
     return str(tp).replace("typing.", "")
 

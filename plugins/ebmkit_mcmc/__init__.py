@@ -5,16 +5,24 @@ from ebmkit import hookimpl
 
 @hookimpl
 def ebmkit_register_transitions(register):
+    from ebmkit_mcmc.augment import Augment
+    from ebmkit_mcmc.hmc import HMC
     from ebmkit_mcmc.langevin import Langevin
+    from ebmkit_mcmc.mala import MALA
 
     register("langevin", Langevin)
+    register("mala", MALA)
+    register("hmc", HMC)
+    register("augment", Augment)
 
 
 @hookimpl
 def ebmkit_register_samplers(register):
+    from ebmkit_mcmc.annealed import AnnealedLangevin
     from ebmkit_mcmc.chain import Chain
 
     register("chain", Chain)
+    register("annealed_langevin", AnnealedLangevin)
 
 
 @hookimpl

@@ -6,15 +6,29 @@ from typing import Any, Literal
 import attrs
 import torch
 
+from ebmkit.params import component
+from ebmkit.protocols import StepContext
+
 
 @attrs.define(kw_only=True)
 class ReplayBuffer:
-    """Replay buffer of past samples (FIFO or reservoir); chains restart from noise with probability reinit_prob."""
+    """Replay buffer of past samples (FIFO or reservoir); chains restart from noise with probability reinit_prob.
+
+    - ``fifo`` keeps the newest ``capacity`` samples; ``reservoir`` keeps a uniform sample of
+      everything ever offered (each of N offers is present with probability capacity/N).
+    - ``uint8`` stores images as 255·clip(x, 0, 1) in one byte per value and dequantises each
+      draw as x/256 + U(0, 1/256), as the Improved-CD reference does.
+    - ``on_draw`` is a transition applied to every sample drawn from the buffer (e.g.
+      ``[buffer.on_draw]`` ``name = "augment"``); fresh noise is not transformed.
+    - The full state (samples, counts) goes into checkpoints via ``state_dict``.
+    """
 
     capacity: int = attrs.field(default=10_000, validator=attrs.validators.gt(0))
     reinit_prob: float = attrs.field(default=0.05, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
     policy: Literal["fifo", "reservoir"] = attrs.field(default="fifo", validator=attrs.validators.in_(("fifo", "reservoir")))
-    noise: Callable[[int], torch.Tensor] = attrs.field(default=None, repr=False)
+    uint8: bool = False
+    on_draw: Any = component("transitions")
+    noise: Callable[[int], torch.Tensor] | None = attrs.field(default=None, repr=False)
     storage: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
     size: int = attrs.field(default=0, init=False)
     offered: int = attrs.field(default=0, init=False)
@@ -22,17 +36,37 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
+    def sample(self, n: int, *, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+        """``n`` stored samples drawn uniformly with replacement (decoded, ``on_draw`` applied)."""
+        index = torch.randint(self.size, (n,), device=self.storage.device)
+        x = self._decode(self.storage[index], dtype)
+        if device is not None:
+            x = x.to(device)
+        if self.on_draw is not None:
+            x = self.on_draw.step(None, x, StepContext(index=0, total=1)).x
+        return x
+
     def draw(self, n: int, data: torch.Tensor) -> torch.Tensor:
-        fresh = self.noise(n).to(data.device)
+        if self.noise is None:
+            raise ValueError("the replay buffer needs a noise source (given by the runner)")
+        fresh = self.noise(n).to(data.device, data.dtype)
         if self.size < n:
             return fresh
-        index = torch.randint(self.size, (n,), device=self.storage.device)
-        replay = self.storage[index].to(data.device, data.dtype)
+        replay = self.sample(n, dtype=data.dtype, device=data.device)
         keep = torch.rand(n, device=data.device) >= self.reinit_prob
         return torch.where(keep.view(-1, *([1] * (fresh.dim() - 1))), replay, fresh)
 
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        # Round like the reference's uint8 cast of 255·clip(x): values stay in 0..255 with no wrap-around.
+        return (x.clamp(0, 1) * 255).to(torch.uint8) if self.uint8 else x
+
+    def _decode(self, stored: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if not self.uint8:
+            return stored.to(dtype)
+        return stored.to(dtype) / 256 + torch.rand(stored.shape, device=stored.device, dtype=dtype) / 256
+
     def push(self, x: torch.Tensor) -> None:
-        x = x.detach()
+        x = self._encode(x.detach())
         if self.storage is None:
             self.storage = torch.empty(self.capacity, *x.shape[1:], dtype=x.dtype, device=x.device)
         n = x.shape[0]
@@ -41,29 +75,27 @@ class ReplayBuffer:
             if n > self.capacity:  # only the newest `capacity` survive
                 slots, x = slots[-self.capacity:], x[-self.capacity:]
             self.storage[slots] = x
-            self.size = min(self.capacity, self.size + n)
         else:
             self._reservoir(x)
+        self.size = min(self.capacity, self.size + n)
         self.offered += n
 
     def _reservoir(self, x: torch.Tensor) -> None:
-        # Item k of all offers (1-based count m) is kept with probability capacity/m, replacing
-        # a uniform slot: afterwards every offered item is present with probability capacity/N.
+        # Offer number m (1-based, over all time) is kept with probability capacity/m, replacing
+        # a uniform slot (Algorithm R): then every offer is present with probability capacity/N.
         n = x.shape[0]
         counts = self.offered + torch.arange(1, n + 1, device=x.device)
         filling = counts <= self.capacity
         slots = torch.where(filling, counts - 1, (torch.rand(n, device=x.device) * counts).long())
         accepted = slots < self.capacity
         # When two offers of one batch pick the same slot, the later one wins, as in a sequential loop.
-        order = torch.arange(n, device=x.device)
         winner = torch.full((self.capacity,), -1, dtype=torch.long, device=x.device)
-        winner.scatter_reduce_(0, slots[accepted], order[accepted], reduce="amax")
+        winner.scatter_reduce_(0, slots[accepted], torch.arange(n, device=x.device)[accepted], reduce="amax")
         filled = winner >= 0
         self.storage[filled] = x[winner[filled]]
-        self.size = min(self.capacity, self.offered + n)
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"size": self.size, "offered": self.offered}
+        state: dict[str, Any] = {"size": torch.tensor(self.size), "offered": torch.tensor(self.offered)}
         if self.storage is not None:
             state["storage"] = self.storage[: self.size].clone()
         return state
