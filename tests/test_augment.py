@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from ebmkit_mcmc.augment import PRESETS, Augment, _blend, _gray
+from ebmkit_mcmc.augment import PRESETS, Augment, _blend, _gray, _shift_hue
 
 
 @pytest.fixture
@@ -23,7 +23,20 @@ def test_color_operations_match_torchvision(images):
         torch.testing.assert_close((img * f[i]).clamp(0, 1), TF.adjust_brightness(img, float(f[i])))
         torch.testing.assert_close(_blend(images, _gray(images).mean((1, 2, 3), keepdim=True), f)[i], TF.adjust_contrast(img, float(f[i])), atol=1e-5, rtol=0)
         torch.testing.assert_close(_blend(images, _gray(images), f)[i], TF.adjust_saturation(img, float(f[i])), atol=1e-5, rtol=0)
-        torch.testing.assert_close(Augment._shift_hue(images, hue)[i], TF.adjust_hue(img, float(hue[i])), atol=1e-5, rtol=0)
+        torch.testing.assert_close(_shift_hue(images, hue)[i], TF.adjust_hue(img, float(hue[i])), atol=1e-5, rtol=0)
+
+
+def test_color_jitter_applies_each_samples_own_order_like_torchvision(images):
+    torch.manual_seed(1)
+    factors = torch.stack([torch.rand(64) + 0.3, torch.rand(64) + 0.3, torch.rand(64) + 0.3, torch.rand(64) - 0.5], 1)
+    order = torch.rand(64, 4).argsort(1)
+    out = Augment().color_jitter(images, factors, order)
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    for i in range(64):
+        expected = images[i]
+        for op in order[i].tolist():
+            expected = ops[op](expected, float(factors[i, op]))
+        torch.testing.assert_close(out[i], expected, atol=2e-5, rtol=0)
 
 
 def test_crop_of_the_whole_image_is_the_identity(images):

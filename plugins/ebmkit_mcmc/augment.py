@@ -22,10 +22,6 @@ PRESETS: dict[str, dict] = {
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
-def _per_sample(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return mask.view(-1, *([1] * (x.dim() - 1)))
-
-
 def _gray(x: torch.Tensor) -> torch.Tensor:
     r, g, b = x.unbind(1)
     return (GRAY[0] * r + GRAY[1] * g + GRAY[2] * b).unsqueeze(1)
@@ -36,28 +32,27 @@ def _blend(a: torch.Tensor, b: torch.Tensor, factor: torch.Tensor) -> torch.Tens
     return (f * a + (1 - f) * b).clamp(0, 1)
 
 
-def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_hue (HSV hue rotation), computed directly in RGB.
+
+    A hue rotation keeps each pixel's max M and chroma C = M − min; with the hue h (in sixths)
+    moved by 6·shift, channel n is M − C·clamp(min(k, 4 − k), 0, 1), k = (n' + h) mod 6,
+    n' = 5, 3, 1 for R, G, B.
+    """
     r, g, b = x.unbind(1)
-    maxc, minc = x.max(1).values, x.min(1).values
-    delta = maxc - minc
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
-    return torch.stack([h, s, maxc], 1)
-
-
-def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    h, s, v = x.unbind(1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    choices = torch.stack([
-        torch.stack([v, q, p, p, t, v], 1), torch.stack([t, v, v, q, p, p], 1), torch.stack([p, p, t, v, v, q], 1)
-    ], 1)  # (B, 3 channels, 6 sectors, H, W)
-    return choices.gather(2, i[:, None, None].expand(-1, 3, 1, -1, -1)).squeeze(2)
+    top = torch.maximum(torch.maximum(r, g), b)
+    chroma = top - torch.minimum(torch.minimum(r, g), b)
+    safe = chroma + (chroma == 0).to(x.dtype)  # grey pixels: any hue, chroma 0 keeps them grey
+    is_r = top == r
+    is_g = (top == g) & ~is_r
+    is_b = ~(is_r | is_g)
+    difference = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
+    sector = 2.0 * is_g.to(x.dtype) + 4.0 * is_b.to(x.dtype)  # scalar-valued where() is slow on CPU
+    sixths = (difference / safe + sector + 6.0 * shift.view(-1, 1, 1)).unsqueeze(1)
+    offsets = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = offsets + sixths
+    k = k - 6.0 * torch.floor(k * (1 / 6))  # k mod 6, about twice as fast as torch.remainder here
+    return top.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -88,23 +83,31 @@ class Augment:
     def step(self, energy, x: torch.Tensor, ctx: StepContext) -> StepResult:
         return StepResult(self(x.detach()))
 
+    @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             from ebmkit import EbmkitError
 
             raise EbmkitError(f"the augment transition needs RGB image batches (B, 3, H, W), got shape {tuple(x.shape)}")
-        x = self.random_resized_crop(x)
+        x = self.random_resized_crop(x)  # a new tensor: the steps below may write into it
         if self.flip:
-            x = torch.where(_per_sample(torch.rand(len(x), device=x.device) < 0.5, x), x.flip(-1), x)
-        if self._setting("color_strength") > 0 and self.color_prob > 0:
-            jittered = self.color_jitter(x)
-            x = torch.where(_per_sample(torch.rand(len(x), device=x.device) < self.color_prob, x), jittered, x)
-        if self.gray_prob > 0:
-            x = torch.where(_per_sample(torch.rand(len(x), device=x.device) < self.gray_prob, x), _gray(x).expand_as(x), x)
+            self._apply_some(x, 0.5, lambda chosen: chosen.flip(-1))
+        if self._setting("color_strength") > 0:
+            self._apply_some(x, self.color_prob, self.color_jitter)
+        self._apply_some(x, self.gray_prob, lambda chosen: _gray(chosen).expand_as(chosen))
         kernel = self._setting("blur_kernel")
-        if kernel and self.blur_prob > 0:
-            x = torch.where(_per_sample(torch.rand(len(x), device=x.device) < self.blur_prob, x), self.gaussian_blur(x, kernel), x)
+        if kernel:
+            self._apply_some(x, self.blur_prob, lambda chosen: self.gaussian_blur(chosen, kernel))
         return x
+
+    @staticmethod
+    def _apply_some(x: torch.Tensor, prob: float, op) -> None:
+        """Replace, in place, each sample with probability ``prob`` by ``op`` of it."""
+        if prob <= 0:
+            return
+        chosen = (torch.rand(len(x), device=x.device) < prob).nonzero().squeeze(1)
+        if len(chosen):
+            x.index_copy_(0, chosen, op(x.index_select(0, chosen)))
 
     def random_resized_crop(self, x: torch.Tensor, tries: int = 10) -> torch.Tensor:
         b, _, height, width = x.shape
@@ -126,42 +129,51 @@ class Augment:
         top = torch.floor(torch.rand(b, device=device) * (height - h + 1))
         left = torch.where(fallback, (width - w) / 2, left)
         top = torch.where(fallback, (height - h) / 2, top)
-        theta = torch.zeros(b, 2, 3, device=device, dtype=x.dtype)
-        theta[:, 0, 0], theta[:, 1, 1] = w / width, h / height
-        theta[:, 0, 2] = (2 * left + w) / width - 1
-        theta[:, 1, 2] = (2 * top + h) / height - 1
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        # The sampling grid of each crop, in grid_sample's [-1, 1] pixel-centre coordinates
+        # (what affine_grid builds with a batched matmul, here by broadcasting).
+        xs = (2 * torch.arange(width, device=device, dtype=x.dtype) + 1) / width - 1
+        ys = (2 * torch.arange(height, device=device, dtype=x.dtype) + 1) / height - 1
+        gx = (w / width)[:, None] * xs[None] + ((2 * left + w) / width - 1)[:, None]
+        gy = (h / height)[:, None] * ys[None] + ((2 * top + h) / height - 1)[:, None]
+        grid = torch.stack([gx[:, None, :].expand(b, height, width), gy[:, :, None].expand(b, height, width)], -1)
+        return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 
-    def color_jitter(self, x: torch.Tensor) -> torch.Tensor:
+    def color_jitter(self, x: torch.Tensor, factors: torch.Tensor | None = None, order: torch.Tensor | None = None) -> torch.Tensor:
+        """Colour jitter with per-sample ``factors`` (brightness, contrast, saturation, hue; (B, 4))
+        applied in a per-sample ``order`` (a permutation of 0..3 per row); both random when omitted."""
         s, b, device = self._setting("color_strength"), len(x), x.device
 
         def factor(spread: float) -> torch.Tensor:
             return torch.empty(b, device=device).uniform_(max(0.0, 1 - spread), 1 + spread)
 
-        brightness, contrast, saturation = factor(0.8 * s), factor(0.8 * s), factor(0.8 * s)
-        hue = torch.empty(b, device=device).uniform_(-min(0.4 * s, 0.5), min(0.4 * s, 0.5))
-        # torchvision applies the four operations in a random order; here the order is drawn per sample.
-        order = torch.rand(b, 4, device=device).argsort(1)
+        if factors is None:
+            hue = torch.empty(b, device=device).uniform_(-min(0.4 * s, 0.5), min(0.4 * s, 0.5))
+            factors = torch.stack([factor(0.8 * s), factor(0.8 * s), factor(0.8 * s), hue], 1)
+        ops = (
+            lambda img, f: (img * f.view(-1, 1, 1, 1)).clamp(0, 1),
+            lambda img, f: _blend(img, _gray(img).mean((1, 2, 3), keepdim=True), f),
+            lambda img, f: _blend(img, _gray(img), f),
+            _shift_hue,
+        )
+        # torchvision applies the four operations in a random order; here the order is drawn per
+        # sample. At each position the batch is grouped by the operation it draws there, so each
+        # operation runs once, on a contiguous slice.
+        if order is None:
+            order = torch.rand(b, 4, device=device).argsort(1)
+        arrangement = torch.arange(b, device=device)  # which original sample sits in each row of x
         for position in range(4):
-            op = order[:, position]
-            candidates = (
-                (x * brightness.view(-1, 1, 1, 1)).clamp(0, 1),
-                _blend(x, _gray(x).mean((1, 2, 3), keepdim=True), contrast),
-                _blend(x, _gray(x), saturation),
-                self._shift_hue(x, hue),
-            )
-            out = x
-            for index, candidate in enumerate(candidates):
-                out = torch.where(_per_sample(op == index, x), candidate, out)
-            x = out
-        return x
-
-    @staticmethod
-    def _shift_hue(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
-        hsv = _rgb_to_hsv(x)
-        h = (hsv[:, 0] + hue.view(-1, 1, 1)) % 1.0
-        return _hsv_to_rgb(torch.stack([h, hsv[:, 1], hsv[:, 2]], 1))
+            op_of_row = order.index_select(0, arrangement)[:, position]
+            regroup = op_of_row.argsort()
+            arrangement = arrangement.index_select(0, regroup)
+            x = x.index_select(0, regroup)
+            row_factors = factors.index_select(0, arrangement)
+            start = 0
+            for index, count in enumerate(torch.bincount(op_of_row, minlength=4).tolist()):
+                if count:
+                    rows = slice(start, start + count)
+                    x[rows] = ops[index](x[rows], row_factors[rows, index])
+                start += count
+        return x.index_select(0, arrangement.argsort())
 
     def gaussian_blur(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         b, c, height, width = x.shape

@@ -1,0 +1,10 @@
+"""Improved contrastive divergence (Du, Li, Tenenbaum, Mordatch, ICML 2021): the paper's energies."""
+
+from ebmkit import hookimpl
+
+
+@hookimpl
+def ebmkit_register_energies(register):
+    from ebmkit_improved_cd.resnet import ResNetEnergy
+
+    register("resnet_ebm", ResNetEnergy)
