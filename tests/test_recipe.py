@@ -39,7 +39,7 @@ def test_misspelled_component_names_its_table_suggests_and_lists(tmp_path, regis
     (problem,) = info.value.problems
     assert problem.where == "transitions[0].name"
     assert "did you mean 'langevin'?" in problem.message
-    assert "available transitions: langevin" in problem.message
+    assert f"available transitions: {', '.join(registries['transitions'].names())}\n" in problem.message
     assert "ebmkit list transitions" in problem.message
 
 

@@ -52,5 +52,5 @@ def test_params_are_routed_and_mistakes_are_named():
     assert len(result.trace["energy"]) == 3
     with pytest.raises(EbmkitError, match="did you mean 'step_size'"):
         ebmkit.sample(energy, 8, shape=(1,), steps=3, stepsize=0.1)
-    with pytest.raises(ebmkit.UnknownComponentError, match="(?s)sampler or transition 'langevn' - did you mean 'langevin'.*chain, langevin"):
+    with pytest.raises(ebmkit.UnknownComponentError, match="(?s)sampler or transition 'langevn' - did you mean 'langevin'.*chain, hmc, langevin"):
         ebmkit.sample(energy, 8, shape=(1,), sampler="langevn", steps=3, step_size=0.1)
