@@ -92,9 +92,15 @@ class EMA:
             ema_buffer.copy_(buffer)
 
 
-def save_checkpoint(out_dir: Path, step: int, energy: torch.nn.Module, recipe: Recipe, ema: EMA | None = None) -> Path:
+def save_checkpoint(
+    out_dir: Path, step: int, energy: torch.nn.Module, recipe: Recipe, ema: EMA | None = None, buffer: Any = None
+) -> Path:
+    """Write weights (and EMA weights, and the buffer's state) as safetensors, plus meta.json."""
     folder = out_dir / "checkpoints" / f"step_{step:07d}"
     folder.mkdir(parents=True, exist_ok=True)
+    if buffer is not None:
+        state = {k: v.contiguous() for k, v in buffer.state_dict().items() if isinstance(v, torch.Tensor)}
+        safetensors.torch.save_file(state, str(folder / "buffer.safetensors"), metadata={"step": str(step)})
     safetensors.torch.save_model(energy, str(folder / "energy.safetensors"), metadata={"step": str(step)})
     if ema is not None:
         safetensors.torch.save_model(ema.module, str(folder / "ema.safetensors"), metadata={"step": str(step), "decay": str(ema.decay)})
@@ -214,11 +220,11 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
                     console.print(f"step {step}/{settings.steps}  {stats}")
             progress.advance(task)
             if settings.checkpoint_every and step % settings.checkpoint_every == 0:
-                save_checkpoint(out_dir, step, energy, recipe, ema)
+                save_checkpoint(out_dir, step, energy, recipe, ema, buffer)
             if step != settings.steps:
                 evaluate(step, only_due=True)
 
-    save_checkpoint(out_dir, settings.steps, energy, recipe, ema)
+    save_checkpoint(out_dir, settings.steps, energy, recipe, ema, buffer)
     evaluate(settings.steps, only_due=False)
     elapsed = time.perf_counter() - started
     log.write(settings.steps, {"wall_s": elapsed})

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import safetensors.torch
+import torch
 
 from ebmkit.errors import TrainingDiverged
 from ebmkit.recipe import load
@@ -25,8 +26,17 @@ def test_quickstart_loop_lowers_the_exact_kl(tmp_path, registries):
     assert len(kl) == 2
     # Untrained: about 1.32 nats (a nearly flat model). The full recipe reaches about 0.05.
     assert kl[0] > 1.0 and kl[1] < 0.6 * kl[0], kl
-    weights = safetensors.torch.load_file(str(tmp_path / "checkpoints" / "step_0000400" / "ema.safetensors"))
+    folder = tmp_path / "checkpoints" / "step_0000400"
+    weights = safetensors.torch.load_file(str(folder / "ema.safetensors"))
     assert "head.weight" in weights
+    # The replay buffer's state comes back from the checkpoint and continues the same chains.
+    from ebmkit_mcmc.replay import ReplayBuffer
+
+    state = safetensors.torch.load_file(str(folder / "buffer.safetensors"))
+    assert int(state["size"]) == 10000 and int(state["offered"]) == 400 * 256
+    resumed = ReplayBuffer(capacity=10000, reinit_prob=0.2, noise=lambda n: torch.zeros(n, 2))
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.storage, state["storage"])
 
 
 def test_non_finite_training_stops_with_a_clear_message(tmp_path, registries):
