@@ -73,9 +73,9 @@ class SampleResult:
     :ivar x: the final samples, detached from any graph.
     :ivar trace: per-step means of the transitions' diagnostics, e.g.
         ``trace["energy"][k]`` is the mean energy after step k.
-    :ivar x_graph: when ``keep_last_graph`` was asked: the last step redone, with the same
-        randomness, with its autograd graph kept (differentiable with respect to the
-        energy's parameters); otherwise None.
+    :ivar x_graph: when ``keep_last_graph`` was asked (True, or a number k of steps): the last
+        k steps redone from the same state with the same random numbers, with their autograd
+        graph kept (differentiable with respect to the energy's parameters); otherwise None.
     """
 
     x: Tensor
@@ -88,7 +88,7 @@ class Sampler(Protocol):
     """Draws samples from an energy, starting from ``x0``."""
 
     def sample(
-        self, energy: Energy, x0: Tensor, *, cond: Tensor | None = None, keep_last_graph: bool = False
+        self, energy: Energy, x0: Tensor, *, cond: Tensor | None = None, keep_last_graph: bool | int = False
     ) -> SampleResult: ...
 
 
@@ -112,7 +112,10 @@ class TrainBatch:
     """Everything a loss term sees in one training iteration.
 
     The energies of the positive and negative samples are computed once, on first use,
-    and shared by every loss term.
+    and shared by every loss term. For a multi-scale energy (one with ``per_scale(x, cond)``
+    returning shape (B, S)), ``e_pos_scales`` holds each scale and ``e_pos`` their mean over
+    scales, as the Improved-CD reference averages scales in its loss; for an ordinary energy
+    S = 1 and ``e_pos`` is E(x+).
     """
 
     energy: Energy
@@ -123,17 +126,27 @@ class TrainBatch:
     buffer: Buffer | None
     _cache: dict[str, Tensor] = attrs.field(factory=dict, repr=False)
 
+    def _scales(self, key: str, x: Tensor) -> Tensor:
+        if key not in self._cache:
+            per_scale = getattr(self.energy, "per_scale", None)
+            self._cache[key] = per_scale(x, self.cond) if per_scale else self.energy(x, self.cond)[:, None]
+        return self._cache[key]
+
+    @property
+    def e_pos_scales(self) -> Tensor:
+        return self._scales("pos", self.x_pos)
+
+    @property
+    def e_neg_scales(self) -> Tensor:
+        return self._scales("neg", self.x_neg.detach())
+
     @property
     def e_pos(self) -> Tensor:
-        if "e_pos" not in self._cache:
-            self._cache["e_pos"] = self.energy(self.x_pos, self.cond)
-        return self._cache["e_pos"]
+        return self.e_pos_scales.mean(1)
 
     @property
     def e_neg(self) -> Tensor:
-        if "e_neg" not in self._cache:
-            self._cache["e_neg"] = self.energy(self.x_neg.detach(), self.cond)
-        return self._cache["e_neg"]
+        return self.e_neg_scales.mean(1)
 
 
 @attrs.define
@@ -146,9 +159,10 @@ class LossOutput:
 
 @runtime_checkable
 class Loss(Protocol):
-    """A loss term. ``needs_graph`` asks the sampler to keep its last step's graph."""
+    """A loss term. ``needs_graph`` (a bool, or a number of steps k) asks the sampler to keep
+    the graph of its last k steps in ``batch.sample.x_graph``."""
 
-    needs_graph: bool
+    needs_graph: bool | int
 
     def __call__(self, energy: Energy, batch: TrainBatch) -> LossOutput: ...
 
@@ -164,6 +178,7 @@ class EvalContext:
     out_dir: Path
     step: int
     device: torch.device
+    buffer: Buffer | None = None
 
 
 @runtime_checkable

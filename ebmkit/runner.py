@@ -134,7 +134,7 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
     optimizer = recipe.one("optim").build(params=list(energy.parameters()))
     evaluators = [(s.core["every"], s.entry.name, s.build()) for s in recipe.many("evaluators")]
     ema = EMA(energy, settings.ema) if settings.ema is not None else None
-    needs_graph = any(getattr(loss, "needs_graph", False) for _, _, loss in losses)
+    needs_graph = max((int(getattr(loss, "needs_graph", 0)) for _, _, loss in losses), default=0)
 
     used = {spec.where: {"name": spec.entry.name, "plugin": spec.entry.plugin, "distribution": spec.entry.distribution}
             for specs in recipe.components.values() for spec in specs}
@@ -147,7 +147,7 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
                 continue
             # Evaluators see the EMA weights when there are any, as is usual for EBMs.
             model = ema.module if ema is not None else energy
-            ctx = EvalContext(model, dataset, sampler, noise, out_dir, step, device)
+            ctx = EvalContext(model, dataset, sampler, noise, out_dir, step, device, buffer)
             model.eval()
             metrics = evaluator.evaluate(ctx)
             model.train()

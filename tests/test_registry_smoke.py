@@ -12,6 +12,7 @@ from ebmkit.registry import default_registries
 SMOKE = {
     ("energies", "mlp"): {"hidden": 8, "depth": 1},
     ("energies", "resnet_ebm"): {"width": 8},
+    ("energies", "resnet_ebm_128"): {"width": 8},
     ("transitions", "langevin"): {"step_size": 0.01},
     ("transitions", "mala"): {"step_size": 0.01},
     ("transitions", "hmc"): {"step_size": 0.01, "leapfrog_steps": 2},
@@ -25,7 +26,9 @@ SMOKE = {
     ("evaluators", "density2d"): {"bins": 10, "num_test": 50, "num_samples": 0, "plot": False},
     **{("datasets", name): {"size": 64} for name in ("8gaussians", "25gaussians", "rings", "moons", "checkerboard", "pinwheel", "2spirals")},
 }
-IMAGE_ONLY = {("transitions", "augment"), ("energies", "resnet_ebm")}
+IMAGE_ONLY = {("transitions", "augment"), ("energies", "resnet_ebm"), ("energies", "resnet_ebm_128")}
+# The 128 px layout downsamples five times; instance norm needs more than one pixel left.
+IMAGE_SIDE = {("energies", "resnet_ebm_128"): 64}
 
 
 def entries():
@@ -53,10 +56,11 @@ def test_component_smoke(key, tmp_path):
     assert not problems
     image = key in IMAGE_ONLY
     torch.manual_seed(0)
-    x = torch.rand(4, 3, 16, 16) if image else torch.randn(4, 2)
+    side = IMAGE_SIDE.get(key, 16)
+    x = torch.rand(4, 3, side, side) if image else torch.randn(4, 2)
     energy = tiny_energy(image)
     if kind == "energies":
-        shape = (3, 16, 16) if image else (2,)
+        shape = (3, side, side) if image else (2,)
         built = entry.build(values, data_shape=shape, num_classes=None)
         e = built(x)
         assert e.shape == (4,)

@@ -5,6 +5,7 @@ from ebmkit import hookimpl
 
 @hookimpl
 def ebmkit_register_energies(register):
-    from ebmkit_improved_cd.resnet import ResNetEnergy
+    from ebmkit_improved_cd.resnet import ResNetEnergy, ResNetEnergy128
 
     register("resnet_ebm", ResNetEnergy)
+    register("resnet_ebm_128", ResNetEnergy128)

@@ -1,11 +1,12 @@
-"""The Improved-CD reference's residual energy for 32-pixel images (CIFAR-10).
+"""The Improved-CD reference's residual energies: 32 px (CIFAR-10) and 128 px (CelebA-HQ, LSUN).
 
 Weight-standardised 3x3 convolutions, instance norm (group norm above 128 channels), swish,
 FiLM conditioning after each norm (gain not offset by 1), SAGAN self-attention at 8x8 in the
 full-resolution branch, residual added before the downsampling conv and pool, global mean pool
 and a linear head. The multi-scale energy adds half- and quarter-resolution branches; its
 energy is the sum of the three scales (what samplers use) and ``per_scale`` returns them apart
-(losses average them). With width 64, multi-scale and attention it has 6.64 M parameters.
+(losses average them). Parameter counts match the reference: 6.64 M for the 32 px layout at
+width 64 and 27.1 M for the 128 px layout at width 128 (multi-scale and attention on).
 """
 
 from __future__ import annotations
@@ -85,22 +86,21 @@ class ResBlock(nn.Module):
 
 
 class Branch(nn.Module):
-    """A stem conv, pairs of residual blocks (the second of each pair downsamples), mean pool, linear head."""
+    """A stem conv, residual blocks given as (channels, downsample, widen), mean pool, linear head."""
 
-    def __init__(self, width: int, classes: int, stages: list[tuple[int, bool]], attention_after: int | None):
+    def __init__(self, stem: int, classes: int, blocks: list[tuple[int, bool, bool]], attention_after: int | None):
         super().__init__()
-        self.stem = nn.Conv2d(3, width, 3, padding=1)
-        blocks: list[nn.Module] = []
-        channels = width
-        for stage, (stage_channels, widen) in enumerate(stages):
-            if stage_channels != channels:
-                raise ValueError("stage widths must follow the previous stage")
-            blocks.append(ResBlock(channels, classes))
-            blocks.append(ResBlock(channels, classes, downsample=True, widen=widen))
+        self.stem = nn.Conv2d(3, stem, 3, padding=1)
+        layers: list[nn.Module] = []
+        channels = stem
+        for index, (block_channels, downsample, widen) in enumerate(blocks):
+            if block_channels != channels:
+                raise ValueError("each block must take the previous block's channels")
+            layers.append(ResBlock(channels, classes, downsample=downsample, widen=widen))
             channels = 2 * channels if widen else channels
-            if attention_after == stage:
-                blocks.append(SelfAttention(channels))
-        self.blocks = nn.ModuleList(blocks)
+            if attention_after == index:
+                layers.append(SelfAttention(channels))
+        self.blocks = nn.ModuleList(layers)
         self.head = nn.Linear(channels, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -110,8 +110,32 @@ class Branch(nn.Module):
         return self.head(swish(h).mean(dim=(2, 3)))
 
 
+def layout_32(w: int) -> dict[str, tuple]:
+    """The reference's ResNetModel (CIFAR-10): attention at 8x8 on 2w channels."""
+    pair = lambda c, widen: [(c, False, False), (c, True, widen)]  # noqa: E731
+    return {
+        "full": (w, pair(w, False) + pair(w, True) + pair(2 * w, True) + pair(4 * w, True), 3),
+        "half": (w, pair(w, False) + pair(w, True) + pair(2 * w, True), None),
+        "quarter": (w, pair(w, False) + pair(w, True), None),
+    }
+
+
+def layout_128(w: int) -> dict[str, tuple]:
+    """The reference's CelebAModel (CelebA-HQ, LSUN at 128 px): attention at 4x4 on 4w channels."""
+    down = [(w, True, False), (w, True, False), (w, True, False), (w, True, True)]
+    return {
+        "full": (w // 2, [(w // 2, True, True), (w, True, False), (w, True, False), (w, True, True),
+                          (2 * w, False, False), (2 * w, True, True), (4 * w, False, False), (4 * w, True, True)], 5),
+        "half": (w, down + [(2 * w, False, False), (2 * w, True, True)], None),
+        "quarter": (w, down, None),
+    }
+
+
 class ResNetEnergy(Energy):
-    """Improved-CD residual energy for 32 px images: multi-scale, self-attention, FiLM conditioning."""
+    """Improved-CD residual energy: multi-scale, self-attention, FiLM conditioning (32 px layout)."""
+
+    layout = staticmethod(layout_32)
+    film_classes = 10  # the reference's FiLM maps take a 10-way one-hot for CIFAR-10
 
     def __init__(
         self,
@@ -124,19 +148,20 @@ class ResNetEnergy(Energy):
     ):
         super().__init__()
         if len(data_shape) != 3 or data_shape[0] != 3:
-            raise EbmkitError(f"resnet_ebm needs RGB images (3, H, W), got samples of shape {tuple(data_shape)}")
+            raise EbmkitError(f"{type(self).__name__} needs RGB images (3, H, W), got samples of shape {tuple(data_shape)}")
         if width < 8 or width % 8:
-            raise EbmkitError(f"resnet_ebm needs a width that is a multiple of 8, got {width}")
+            raise EbmkitError(f"the energy's width must be a multiple of 8, got {width}")
         self.num_classes = num_classes
-        classes = num_classes or 10  # the reference's FiLM maps take a 10-way one-hot
-        w = width
+        classes = num_classes or self.film_classes
         self.multiscale = multiscale
-        self.full = Branch(w, classes, [(w, False), (w, True), (2 * w, True), (4 * w, True)], 1 if self_attention else None)
+        branches = self.layout(width)
+        stem, blocks, attention = branches["full"]
+        self.full = Branch(stem, classes, blocks, attention if self_attention else None)
         if multiscale:
-            self.half_res = Branch(w, classes, [(w, False), (w, True), (2 * w, True)], None)
-            self.quarter_res = Branch(w, classes, [(w, False), (w, True)], None)
+            self.half_res = Branch(branches["half"][0], classes, branches["half"][1], None)
+            self.quarter_res = Branch(branches["quarter"][0], classes, branches["quarter"][1], None)
 
-    def _one_hot(self, cond: torch.Tensor | None) -> torch.Tensor | None:
+    def _film(self, cond: torch.Tensor | None) -> torch.Tensor | None:
         if cond is None or self.num_classes is None:
             return None
         if cond.is_floating_point():
@@ -145,7 +170,7 @@ class ResNetEnergy(Energy):
 
     def per_scale(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Energies of each scale, shape (B, S): quarter, half and full resolution (S = 3), or full only."""
-        film = self._one_hot(cond)
+        film = self._film(cond)
         if not self.multiscale:
             return self.full(x, film)
         half = F.avg_pool2d(x, 3, stride=2, padding=1)
@@ -154,3 +179,14 @@ class ResNetEnergy(Energy):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         return self.per_scale(x, cond).sum(dim=1)
+
+
+class ResNetEnergy128(ResNetEnergy):
+    """Improved-CD residual energy for 128 px images (CelebA-HQ, LSUN): multi-scale, attention, FiLM."""
+
+    layout = staticmethod(layout_128)
+    film_classes = 2  # one binary attribute per model in the reference
+
+    def __init__(self, width: int = 128, multiscale: bool = True, self_attention: bool = True, *,
+                 data_shape: tuple[int, ...], num_classes: int | None = None):
+        super().__init__(width, multiscale, self_attention, data_shape=data_shape, num_classes=num_classes)

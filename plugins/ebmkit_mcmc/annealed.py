@@ -41,7 +41,11 @@ class AnnealedLangevin:
             x = x.clamp(*self.clamp)
         return x, e.detach(), grad.detach().flatten(1).norm(dim=1)
 
-    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_last_graph: bool = False) -> SampleResult:
+    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_last_graph: bool | int = False) -> SampleResult:
+        if int(keep_last_graph) > 1:
+            from ebmkit import EbmkitError
+
+            raise EbmkitError("annealed_langevin keeps the graph of its last step only; use the chain sampler for more")
         x = x0.detach()
         energies, grad_norms, temps = [], [], []
         schedule = [(level, t) for level, t in enumerate(self.temperatures()) for _ in range(self.steps_per_level)]

@@ -30,20 +30,24 @@ class Chain:
                         stats.setdefault(key, []).append(value.float().mean())
         return x
 
-    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_last_graph: bool = False) -> SampleResult:
+    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_last_graph: bool | int = False) -> SampleResult:
         stats: dict[str, list[torch.Tensor]] = {}
+        keep = min(int(keep_last_graph), self.steps)
+        first_kept = self.steps - keep
         x = x0.detach()
-        for i in range(self.steps - 1):
-            x = self._step(energy, x, i, cond, False, stats)
-        last = self.steps - 1
         x_before, rng = x, _rng_state(x.device)
-        x = self._step(energy, x, last, cond, False, stats)
+        for i in range(self.steps):
+            if i == first_kept:
+                x_before, rng = x, _rng_state(x.device)
+            x = self._step(energy, x, i, cond, False, stats)
         x_graph = None
-        if keep_last_graph:
-            # Redo the last step with the same random numbers, keeping the graph to the parameters.
+        if keep:
+            # Redo the last `keep` steps with the same random numbers, keeping their graph.
             after = _rng_state(x.device)
             _set_rng_state(x.device, rng)
-            x_graph = self._step(energy, x_before, last, cond, True, None)
+            x_graph = x_before
+            for i in range(first_kept, self.steps):
+                x_graph = self._step(energy, x_graph, i, cond, True, None)
             _set_rng_state(x.device, after)
         trace = {key: torch.stack(values).tolist() for key, values in stats.items()}
         return SampleResult(x.detach(), trace, x_graph)
