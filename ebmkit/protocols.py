@@ -113,7 +113,7 @@ class TrainBatch:
 
     The energies of the positive and negative samples are computed once, on first use,
     and shared by every loss term. For a multi-scale energy (one with ``per_scale(x, cond)``
-    returning shape (B, S)), ``e_pos_scales`` holds each scale and ``e_pos`` their mean over
+    returning shape (B, S), and ``num_scales`` = S), ``e_pos_scales`` holds each scale and ``e_pos`` their mean over
     scales, as the Improved-CD reference averages scales in its loss; for an ordinary energy
     S = 1 and ``e_pos`` is E(x+).
     """

@@ -7,7 +7,7 @@ from ebmkit.protocols import LossOutput, TrainBatch
 
 @attrs.frozen
 class ContrastiveDivergence:
-    """Contrastive divergence: mean E(x+) - mean E(x-), the negatives detached."""
+    """Contrastive divergence: mean E(x+) - mean E(x-), the negatives detached (scales averaged)."""
 
     needs_graph = False
 

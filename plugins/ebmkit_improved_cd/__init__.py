@@ -9,3 +9,12 @@ def ebmkit_register_energies(register):
 
     register("resnet_ebm", ResNetEnergy)
     register("resnet_ebm_128", ResNetEnergy128)
+
+
+@hookimpl
+def ebmkit_register_losses(register):
+    from ebmkit_improved_cd.kl import KLTerm
+    from ebmkit_improved_cd.nn_entropy import NearestNeighbourEntropy
+
+    register("kl", KLTerm)
+    register("nn_entropy", NearestNeighbourEntropy)

@@ -161,6 +161,10 @@ class ResNetEnergy(Energy):
             self.half_res = Branch(branches["half"][0], classes, branches["half"][1], None)
             self.quarter_res = Branch(branches["quarter"][0], classes, branches["quarter"][1], None)
 
+    @property
+    def num_scales(self) -> int:
+        return 3 if self.multiscale else 1
+
     def _film(self, cond: torch.Tensor | None) -> torch.Tensor | None:
         if cond is None or self.num_classes is None:
             return None

@@ -1,0 +1,157 @@
+"""Improved CD's loss terms against independent computations."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ebmkit.protocols import SampleResult, Scheduled, TrainBatch
+from ebmkit_cd.cd import ContrastiveDivergence
+from ebmkit_cd.energy_l2 import EnergyL2
+from ebmkit_improved_cd.kl import KLTerm
+from ebmkit_improved_cd.nn_entropy import NearestNeighbourEntropy
+from ebmkit_improved_cd.resnet import ResNetEnergy
+from ebmkit_mcmc.chain import Chain
+from ebmkit_mcmc.langevin import Langevin
+from ebmkit_mcmc.replay import ReplayBuffer
+from ebmkit_toy.mlp import MLPEnergy
+
+STEP, NOISE = 0.1, 0.05
+
+
+def tiny_energy():
+    torch.manual_seed(0)
+    return MLPEnergy(hidden=6, depth=2, activation="softplus", data_shape=(2,)).double()
+
+
+def kl_through_ebmkit(energy, x0, steps, last_steps, seed=3):
+    chain = Chain(steps=steps, transitions=[Scheduled(Langevin(step_size=STEP, noise_std=NOISE, noise_first=True), 1)])
+    torch.manual_seed(seed)
+    result = chain.sample(energy, x0, keep_last_graph=last_steps)
+    batch = TrainBatch(energy, x0, result.x, None, result, None)
+    value = KLTerm(last_steps=last_steps)(energy, batch).value
+    return value, torch.autograd.grad(value, list(energy.parameters()), allow_unused=True, materialize_grads=True)
+
+
+def unrolled(energy, params_energy, x0, steps, last_steps, seed=3):
+    """The same chain written out by hand: detached steps, then `last_steps` differentiable ones."""
+    torch.manual_seed(seed)
+    x = x0
+    for i in range(steps):
+        x = x + NOISE * torch.randn_like(x)
+        differentiable = i >= steps - last_steps
+        if not differentiable:
+            x = x.detach()
+        x_in = x if (differentiable and x.requires_grad) else x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(params_energy(x_in).sum(), x_in, create_graph=differentiable)
+        x = x_in - STEP * g
+        if not differentiable:
+            x = x.detach()
+    frozen = copy.deepcopy(energy).requires_grad_(False)  # an independent frozen copy
+    return frozen(x).mean()
+
+
+@pytest.mark.parametrize(("steps", "last_steps"), [(1, 1), (4, 1), (4, 2)])
+def test_kl_gradient_matches_an_explicit_unroll(steps, last_steps):
+    energy = tiny_energy()
+    x0 = torch.randn(16, 2, dtype=torch.float64)
+    value, grads = kl_through_ebmkit(energy, x0, steps, last_steps)
+    want_value = unrolled(energy, energy, x0, steps, last_steps)
+    want = torch.autograd.grad(want_value, list(energy.parameters()), allow_unused=True, materialize_grads=True)
+    torch.testing.assert_close(value, want_value)
+    for g, w in zip(grads, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)
+    assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_kl_gradient_matches_finite_differences_and_has_no_direct_term():
+    energy = tiny_energy()
+    x0 = torch.randn(8, 2, dtype=torch.float64)
+    # One step, so finite differences see exactly what the KL term differentiates: with more
+    # steps they would also move the earlier, detached steps, which the term leaves out by design.
+    _, grads = kl_through_ebmkit(energy, x0, steps=1, last_steps=1)
+    frozen = copy.deepcopy(energy)
+    params = list(energy.parameters())
+
+    def objective() -> float:
+        # θ moves the sampler only; the energy evaluated at x_kl stays the frozen θ0 one.
+        with torch.enable_grad():
+            return float(unrolled(frozen, energy, x0, 1, 1).detach())
+
+    eps = 1e-6
+    for p_index, flat_index in [(0, 0), (0, 5), (2, 3), (len(params) - 2, 1)]:
+        p = params[p_index]
+        with torch.no_grad():
+            p.view(-1)[flat_index] += eps
+        up = objective()
+        with torch.no_grad():
+            p.view(-1)[flat_index] -= 2 * eps
+        down = objective()
+        with torch.no_grad():
+            p.view(-1)[flat_index] += eps
+        fd = (up - down) / (2 * eps)
+        assert grads[p_index].view(-1)[flat_index].item() == pytest.approx(fd, rel=1e-5, abs=1e-9)
+    # The gradient reaches θ only through ∇ₓE in the sampler's step. The output bias shifts E
+    # but not ∇ₓE, so its KL gradient is exactly 0; a direct ∂E/∂θ term would make it 1.
+    assert grads[-1].item() == 0.0
+    torch.manual_seed(3)
+    with_direct = unrolled(energy, energy, x0, 2, 1) - unrolled(frozen, frozen, x0, 2, 1).detach()
+    torch.manual_seed(3)
+    both = torch.autograd.grad(energy(unrolled_x(energy, x0)).mean(), params[-1])[0]
+    assert both.item() == pytest.approx(1.0)
+    assert with_direct.item() == pytest.approx(0.0, abs=1e-12)
+
+
+def unrolled_x(energy, x0, steps=2, seed=3):
+    torch.manual_seed(seed)
+    x = x0
+    for i in range(steps):
+        x = (x + NOISE * torch.randn_like(x)).detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(energy(x).sum(), x, create_graph=i == steps - 1)
+        x = x - STEP * g
+    return x
+
+
+def test_entropy_gradient_pushes_the_kl_samples_apart():
+    torch.manual_seed(0)
+    buffer = ReplayBuffer(capacity=2000, noise=lambda n: torch.zeros(n, 3, 4, 4))
+    buffer.push(torch.rand(2000, 3, 4, 4))
+    term = NearestNeighbourEntropy(num_reference=100, min_buffer=1000)
+    x = (torch.rand(32, 3, 4, 4) * 0.8 + 0.1).requires_grad_(True)
+    batch = TrainBatch(None, x, x, None, SampleResult(x.detach(), {}, x), buffer)
+    torch.manual_seed(1)
+    out = term(None, batch)
+    (grad,) = torch.autograd.grad(out.value, x)
+    torch.manual_seed(1)
+    reference = buffer.sample(100)
+
+    def nearest(points):
+        return torch.cdist(points.flatten(1), reference.flatten(1)).min(1).values
+
+    before = nearest(x.detach())
+    after = nearest(x.detach() - 1e-3 * grad)  # a gradient step on the loss (weight > 0)
+    assert torch.all(after > before)
+    assert out.value.item() == pytest.approx(-torch.log(before).mean().item())
+
+
+def test_entropy_term_waits_for_the_buffer_to_fill():
+    buffer = ReplayBuffer(capacity=2000, noise=lambda n: torch.zeros(n, 2))
+    buffer.push(torch.rand(1000, 2))
+    x = torch.rand(4, 2, requires_grad=True)
+    batch = TrainBatch(None, x, x, None, SampleResult(x.detach(), {}, x), buffer)
+    out = NearestNeighbourEntropy(min_buffer=1000)(None, batch)
+    assert out.value.item() == 0.0 and out.metrics["nn_entropy/active"] == 0.0
+
+
+def test_multiscale_losses_average_scales_and_square_each_scale():
+    torch.manual_seed(0)
+    energy = ResNetEnergy(width=8, data_shape=(3, 16, 16))
+    x_pos, x_neg = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
+    batch = TrainBatch(energy, x_pos, x_neg, None, SampleResult(x_neg), None)
+    pos, neg = energy.per_scale(x_pos), energy.per_scale(x_neg)
+    assert pos.shape == (4, 3)
+    torch.testing.assert_close(ContrastiveDivergence()(energy, batch).value, pos.mean() - neg.mean())
+    torch.testing.assert_close(EnergyL2()(energy, batch).value, (pos**2).mean() + (neg**2).mean())
+    torch.testing.assert_close(energy(x_pos), pos.sum(1))  # samplers see the sum over scales
