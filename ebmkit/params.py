@@ -54,8 +54,8 @@ def spec_of(factory: Callable[..., Any], params: type | None, context_names: Ite
             for f in attrs.fields(factory)
             if f.init and f.name not in context
         }
-        if len(fields) == len([f for f in attrs.fields(factory) if f.init]):
-            return factory  # no context fields: the class is its own spec, validators included
+        # A pure copy of the fields and validators: checking parameters must never run the
+        # component's own code (an __attrs_post_init__ may load a dataset).
         return attrs.make_class(f"{factory.__name__}Params", fields, kw_only=True)
     signature = inspect.signature(factory, eval_str=True)
     fields = {}

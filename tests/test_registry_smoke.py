@@ -21,12 +21,19 @@ SMOKE = {
     ("samplers", "annealed_langevin"): {"step_size": 0.01, "levels": 2, "steps_per_level": 1},
     ("buffers", "replay"): {"capacity": 8},
     ("losses", "cd"): {},
+    ("losses", "kl"): {},
+    ("losses", "nn_entropy"): {"num_reference": 4, "min_buffer": 0},
+    ("evaluators", "sample_grid"): {"num_samples": 4, "nrow": 2},
+    ("evaluators", "curves"): {},
+    ("datasets", "shapes"): {"size": 64, "image_size": 16},
     ("losses", "energy_l2"): {},
     ("optimizers", "adam"): {},
     ("evaluators", "density2d"): {"bins": 10, "num_test": 50, "num_samples": 0, "plot": False},
     **{("datasets", name): {"size": 64} for name in ("8gaussians", "25gaussians", "rings", "moons", "checkerboard", "pinwheel", "2spirals")},
 }
-IMAGE_ONLY = {("transitions", "augment"), ("energies", "resnet_ebm"), ("energies", "resnet_ebm_128")}
+#: Datasets that read files: tests/test_datasets.py runs them on files it writes.
+FILE_DATASETS = {"cifar10", "image_folder", "celebahq", "lsun_bedroom", "celeba_attributes"}
+IMAGE_ONLY = {("evaluators", "sample_grid"), ("datasets", "shapes"), ("transitions", "augment"), ("energies", "resnet_ebm"), ("energies", "resnet_ebm_128")}
 # The 128 px layout downsamples five times; instance norm needs more than one pixel left.
 IMAGE_SIDE = {("energies", "resnet_ebm_128"): 64}
 
@@ -37,7 +44,7 @@ def entries():
 
 
 def test_every_component_has_smoke_params():
-    missing = [key for key in entries() if key not in SMOKE]
+    missing = [key for key in entries() if key not in SMOKE and not (key[0] == "datasets" and key[1] in FILE_DATASETS)]
     assert not missing, f"add smoke parameters for {missing}"
 
 
@@ -80,7 +87,14 @@ def test_component_smoke(key, tmp_path):
         fresh = entry.build(values, noise=lambda n: torch.zeros(n, 2))
         fresh.load_state_dict(buffer.state_dict())
     elif kind == "losses":
-        batch = TrainBatch(energy, x, x + 1, None, SampleResult(x + 1), None)
+        from ebmkit_mcmc.replay import ReplayBuffer
+
+        buffer = ReplayBuffer(capacity=8, noise=lambda n: torch.zeros(n, 2))
+        buffer.push(torch.randn(8, 2))
+        kernel = default_registries().get("transitions", "langevin").build({"step_size": 0.01})
+        sample = default_registries().get("samplers", "chain").build({"steps": 2}, transitions=[Scheduled(kernel, 1)])
+        result = sample.sample(energy, x, keep_last_graph=True)
+        batch = TrainBatch(energy, x, result.x, None, result, buffer)
         out = entry.build(values)(energy, batch)
         assert isinstance(out, LossOutput) and out.value.dim() == 0
         out.value.backward()
@@ -90,15 +104,21 @@ def test_component_smoke(key, tmp_path):
         optimizer.step()
     elif kind == "datasets":
         dataset = entry.build(values)
-        assert len(dataset) == 64 and tuple(dataset[0].shape) == tuple(dataset.sample_shape)
+        item = dataset[0]
+        assert len(dataset) == 64 and tuple(item.shape) == tuple(dataset.sample_shape)
     elif kind == "evaluators":
         from ebmkit.protocols import EvalContext
 
-        dataset = default_registries().get("datasets", "8gaussians").build({"size": 64})
+        name_of_data = "shapes" if image else "8gaussians"
+        dataset = default_registries().get("datasets", name_of_data).build({"size": 64, **({"image_size": 16} if image else {})})
         kernel = default_registries().get("transitions", "langevin").build({"step_size": 0.01})
         sampler = default_registries().get("samplers", "chain").build({"steps": 1}, transitions=[Scheduled(kernel, 1)])
-        ctx = EvalContext(energy, dataset, sampler, lambda n: torch.zeros(n, 2), tmp_path, 0, torch.device("cpu"))
+        noise = (lambda n: torch.rand(n, 3, 16, 16)) if image else (lambda n: torch.zeros(n, 2))
+        (tmp_path / "metrics.jsonl").write_text('{"step": 1, "e_pos": 0.1, "e_neg": 0.2, "loss": 0.3}\n')
+        ctx = EvalContext(energy, dataset, sampler, noise, tmp_path, 0, torch.device("cpu"))
         metrics = entry.build(values).evaluate(ctx)
-        assert metrics and all(isinstance(v, float) for v in metrics.values())
+        assert all(isinstance(v, float) for v in metrics.values())
+        if image:
+            assert any(tmp_path.glob("*.png"))
     else:  # a new kind needs a branch here
         pytest.fail(f"no smoke test for kind {kind}")

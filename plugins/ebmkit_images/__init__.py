@@ -1,0 +1,26 @@
+"""Image datasets: the procedural shapes dataset (shipped), CIFAR-10, image folders, CelebA attributes."""
+
+from ebmkit import hookimpl
+
+
+@hookimpl
+def ebmkit_register_datasets(register):
+    from ebmkit_images.cifar10 import Cifar10
+    from ebmkit_images.folder import CELEBAHQ, LSUN_BEDROOM, ImageFolder, celeba_attributes
+    from ebmkit_images.shapes import Shapes
+
+    register("shapes", Shapes)
+    register("cifar10", Cifar10)
+    register("image_folder", ImageFolder)
+    register("celebahq", CELEBAHQ, summary="CelebA-HQ: a folder of face images (128 px by default)")
+    register("lsun_bedroom", LSUN_BEDROOM, summary="LSUN bedroom: a folder of images (128 px by default)")
+    register("celeba_attributes", celeba_attributes)
+
+
+@hookimpl
+def ebmkit_register_evaluators(register):
+    from ebmkit_images.curves import TrainingCurves
+    from ebmkit_images.sample_grid import SampleGrid
+
+    register("sample_grid", SampleGrid)
+    register("curves", TrainingCurves)

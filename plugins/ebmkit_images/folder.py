@@ -1,0 +1,122 @@
+"""Images from a folder (CelebA-HQ, LSUN bedroom, any image folder) and CelebA's attribute labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import torch
+
+from ebmkit import EbmkitError
+from ebmkit.errors import did_you_mean
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def load_image(path: Path, image_size: int) -> torch.Tensor:
+    """An RGB image resized (shorter side) and centre-cropped to image_size, as uint8 (3, S, S)."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image = TF.resize(image, image_size, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        image = TF.center_crop(image, [image_size, image_size])
+        return TF.pil_to_tensor(image)
+
+
+@attrs.define(kw_only=True)
+class ImageFolder(torch.utils.data.Dataset):
+    """All images under a folder (recursively), resized and centre-cropped to image_size, dequantised."""
+
+    root: str
+    image_size: int = attrs.field(default=128, validator=attrs.validators.ge(8))
+    where_to_get: str = attrs.field(default="", repr=False)
+    files: list[Path] = attrs.field(init=False, repr=False)
+
+    domain = (0.0, 1.0)
+    num_classes = None
+
+    def __attrs_post_init__(self) -> None:
+        root = Path(self.root)
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS) if root.is_dir() else []
+        if not files:
+            hint = f"\n {self.where_to_get}" if self.where_to_get else ""
+            state = "does not exist" if not root.exists() else "holds no images (.png, .jpg, .jpeg, .webp, .bmp)"
+            raise EbmkitError(f"the image folder {root.resolve()} {state}; put the images there, or set root in [data].{hint}")
+        self.files = files
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return (3, self.image_size, self.image_size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _image(self, index: int) -> torch.Tensor:
+        from ebmkit_images.dequantize import dequantize
+
+        return dequantize(load_image(self.files[index], self.image_size).float() / 255)
+
+    def __getitem__(self, index: int):
+        return self._image(index)
+
+
+def _folder(root: str, where_to_get: str):
+    def factory(root: str = root, image_size: int = 128) -> ImageFolder:
+        return ImageFolder(root=root, image_size=image_size, where_to_get=where_to_get)
+
+    return factory
+
+
+CELEBAHQ = _folder("data/celebahq", "CelebA-HQ: one folder of the face images (e.g. the 30 000 images of the CelebA-HQ release, any resolution >= 128).")
+LSUN_BEDROOM = _folder("data/lsun_bedroom", "LSUN bedroom: export the LMDB from the LSUN release to image files in one folder.")
+
+
+def read_attributes(path: Path) -> tuple[list[str], dict[str, list[int]]]:
+    """Parse list_attr_celeba.txt: a count line, the 40 attribute names, then 'file v1 ... v40' with v = ±1."""
+    lines = path.read_text().splitlines()
+    names = lines[1].split()
+    table = {}
+    for line in lines[2:]:
+        parts = line.split()
+        if parts:
+            table[parts[0]] = [int(v) for v in parts[1:]]
+    return names, table
+
+
+@attrs.define(kw_only=True)
+class CelebAAttributes(ImageFolder):
+    attribute: str = "Smiling"
+    labels: torch.Tensor = attrs.field(init=False, repr=False)
+
+    num_classes = 2
+
+    def __attrs_post_init__(self) -> None:
+        root = Path(self.root)
+        attr_file = root / "list_attr_celeba.txt"
+        if not attr_file.exists():
+            raise EbmkitError(
+                f"{attr_file.resolve()} is missing; CelebA's attribute file goes there, next to the images folder "
+                f"img_align_celeba/ (both from the CelebA release: mmlab.ie.cuhk.edu.hk/projects/CelebA.html)"
+            )
+        names, table = read_attributes(attr_file)
+        if self.attribute not in names:
+            suggestion = did_you_mean(self.attribute, names)
+            hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+            raise EbmkitError(f"CelebA has no attribute {self.attribute!r}{hint}\n attributes: {', '.join(names)}")
+        column = names.index(self.attribute)
+        images = root / "img_align_celeba"
+        files = [images / name for name in sorted(table) if (images / name).exists()]
+        if not files:
+            raise EbmkitError(f"no images of {attr_file.name} were found in {images.resolve()}")
+        self.files = files
+        self.labels = torch.tensor([int(table[f.name][column] > 0) for f in files])
+
+    def __getitem__(self, index: int):
+        return self._image(index), self.labels[index]
+
+
+def celeba_attributes(root: str = "data/celeba", attribute: str = "Smiling", image_size: int = 128) -> CelebAAttributes:
+    """CelebA images with one binary attribute (by name, from list_attr_celeba.txt) as the label."""
+    return CelebAAttributes(root=root, attribute=attribute, image_size=image_size)

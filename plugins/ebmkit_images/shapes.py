@@ -1,0 +1,91 @@
+"""A procedural image dataset that ships with ebmkit: coloured shapes at 32x32 with attributes.
+
+Each image holds one circle, square or triangle of one of six colours, small or large, in one
+of four quadrants, on a dark background, generated deterministically from ``seed``. Every
+image carries its four attributes; ``label`` picks one as the class label.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from ebmkit import EbmkitError
+
+SHAPES = ("circle", "square", "triangle")
+COLORS = ((0.9, 0.15, 0.15), (0.15, 0.8, 0.2), (0.2, 0.35, 0.95), (0.95, 0.85, 0.1), (0.85, 0.2, 0.85), (0.1, 0.85, 0.9))
+COLOR_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan")
+SIZES = ("small", "large")
+POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right")
+ATTRIBUTES = {"shape": SHAPES, "color": COLOR_NAMES, "size": SIZES, "position": POSITIONS}
+
+
+def render(attributes: torch.Tensor, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw images (N, 3, S, S) in [0, 1] from attribute rows (shape, colour, size, position)."""
+    n, s = len(attributes), image_size
+    fine = 2 * s  # supersample, then average-pool: anti-aliased edges
+    shape, color, size, position = attributes.unbind(1)
+    radius = torch.where(size == 0, 0.13, 0.22) * fine
+    jitter = (torch.rand(n, 2, generator=generator) - 0.5) * 0.12 * fine
+    cx = torch.where(position % 2 == 0, 0.28, 0.72) * fine + jitter[:, 0]
+    cy = torch.where(position < 2, 0.28, 0.72) * fine + jitter[:, 1]
+    ys, xs = torch.meshgrid(torch.arange(fine) + 0.5, torch.arange(fine) + 0.5, indexing="ij")
+    dx, dy = xs[None] - cx[:, None, None], ys[None] - cy[:, None, None]
+    r = radius[:, None, None]
+    circle = dx**2 + dy**2 <= r**2
+    square = (dx.abs() <= 0.85 * r) & (dy.abs() <= 0.85 * r)
+    # An upward triangle: apex at (0, -r), base at dy = 0.8 r and half as wide as r; at height dy
+    # the half-width grows linearly as (dy + r) / 1.8.
+    triangle = (dy <= 0.8 * r) & (dx.abs() <= (dy + r) / 1.8)
+    mask = torch.where((shape == 0)[:, None, None], circle, torch.where((shape == 1)[:, None, None], square, triangle))
+    rgb = torch.tensor(COLORS)[color][:, :, None, None]
+    background = 0.08 + 0.04 * torch.rand(n, 1, 1, 1, generator=generator)
+    image = torch.where(mask[:, None], rgb, background.expand(n, 3, 1, 1))
+    return F.avg_pool2d(image, 2).clamp(0, 1)
+
+
+@attrs.define(kw_only=True)
+class Shapes(torch.utils.data.Dataset):
+    """Procedural coloured shapes (circle, square, triangle) with shape/colour/size/position labels; no download."""
+
+    size: int = attrs.field(default=10_000, validator=attrs.validators.gt(0))
+    image_size: int = attrs.field(default=32, validator=attrs.validators.ge(8))
+    seed: int = 0
+    label: Literal["shape", "color", "size", "position"] | None = None
+    dequantize: bool = True
+    attributes: torch.Tensor = attrs.field(init=False, repr=False)
+    images: torch.Tensor = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.label is not None and self.label not in ATTRIBUTES:
+            raise EbmkitError(f"shapes has no attribute {self.label!r}; choose one of {', '.join(ATTRIBUTES)}")
+        generator = torch.Generator().manual_seed(self.seed)
+        counts = [len(values) for values in ATTRIBUTES.values()]
+        self.attributes = torch.stack([torch.randint(c, (self.size,), generator=generator) for c in counts], 1)
+        chunks = [render(a, self.image_size, generator) for a in self.attributes.split(2048)]
+        self.images = (torch.cat(chunks) * 255).round().to(torch.uint8)  # stored as 8-bit, like real images
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return (3, self.image_size, self.image_size)
+
+    domain = (0.0, 1.0)
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(ATTRIBUTES[self.label]) if self.label else None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int):
+        from ebmkit_images.dequantize import dequantize
+
+        x = self.images[index].float() / 255
+        x = dequantize(x) if self.dequantize else x
+        if self.label is None:
+            return x
+        return x, self.attributes[index, list(ATTRIBUTES).index(self.label)]
