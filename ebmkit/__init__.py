@@ -4,6 +4,7 @@ Sign convention: p(x) ∝ exp(−E(x)); an energy returns one value per sample, 
 """
 
 from ebmkit._hookimpl import hookimpl
+from ebmkit.checkpoint import load
 from ebmkit.energy import Energy, disjunction, energy_and_grad
 from ebmkit.errors import EbmkitError, RecipeError, UnknownComponentError
 from ebmkit.registry import default_registries as registries
@@ -19,6 +20,7 @@ __all__ = [
     "disjunction",
     "energy_and_grad",
     "hookimpl",
+    "load",
     "registries",
     "sample",
     "__version__",

@@ -93,9 +93,14 @@ class EMA:
 
 
 def save_checkpoint(
-    out_dir: Path, step: int, energy: torch.nn.Module, recipe: Recipe, ema: EMA | None = None, buffer: Any = None
+    out_dir: Path, step: int, energy: torch.nn.Module, recipe: Recipe, ema: EMA | None = None, buffer: Any = None,
+    energy_spec: dict[str, Any] | None = None,
 ) -> Path:
-    """Write weights (and EMA weights, and the buffer's state) as safetensors, plus meta.json."""
+    """Write weights (and EMA weights, and the buffer's state) as safetensors, plus meta.json.
+
+    ``meta.json`` records how to rebuild the energy (registered name, parameters, data shape,
+    number of classes), so that ``ebmkit.load`` needs neither the data nor any pickle.
+    """
     folder = out_dir / "checkpoints" / f"step_{step:07d}"
     folder.mkdir(parents=True, exist_ok=True)
     if buffer is not None:
@@ -104,7 +109,8 @@ def save_checkpoint(
     safetensors.torch.save_model(energy, str(folder / "energy.safetensors"), metadata={"step": str(step)})
     if ema is not None:
         safetensors.torch.save_model(ema.module, str(folder / "ema.safetensors"), metadata={"step": str(step), "decay": str(ema.decay)})
-    (folder / "meta.json").write_text(json.dumps({"step": step, "recipe": recipe.data, "format": 1}, indent=1))
+    meta = {"format": 1, "step": step, "energy": energy_spec, "recipe": recipe.data}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
     return folder
 
 
@@ -125,7 +131,12 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
     data_spec = recipe.one("data")
     dataset = data_spec.build()
     noise = noise_for(dataset, device)
-    energy = recipe.one("energy").build(data_shape=tuple(dataset.sample_shape), num_classes=dataset.num_classes).to(device)
+    energy_table = recipe.one("energy")
+    energy = energy_table.build(data_shape=tuple(dataset.sample_shape), num_classes=dataset.num_classes).to(device)
+    energy_spec = {
+        "name": energy_table.entry.name, "params": energy_table.values,
+        "data_shape": list(dataset.sample_shape), "num_classes": dataset.num_classes,
+    }
     transitions = [Scheduled(s.build(), s.core["every"], s.entry.name) for s in recipe.many("transitions")]
     sampler = recipe.one("sampler").build(transitions=transitions)
     buffer_spec = recipe.one("buffer")
@@ -220,11 +231,11 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
                     console.print(f"step {step}/{settings.steps}  {stats}")
             progress.advance(task)
             if settings.checkpoint_every and step % settings.checkpoint_every == 0:
-                save_checkpoint(out_dir, step, energy, recipe, ema, buffer)
+                save_checkpoint(out_dir, step, energy, recipe, ema, buffer, energy_spec)
             if step != settings.steps:
                 evaluate(step, only_due=True)
 
-    save_checkpoint(out_dir, settings.steps, energy, recipe, ema, buffer)
+    save_checkpoint(out_dir, settings.steps, energy, recipe, ema, buffer, energy_spec)
     evaluate(settings.steps, only_due=False)
     elapsed = time.perf_counter() - started
     log.write(settings.steps, {"wall_s": elapsed})

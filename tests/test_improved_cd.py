@@ -155,3 +155,15 @@ def test_multiscale_losses_average_scales_and_square_each_scale():
     torch.testing.assert_close(ContrastiveDivergence()(energy, batch).value, pos.mean() - neg.mean())
     torch.testing.assert_close(EnergyL2()(energy, batch).value, (pos**2).mean() + (neg**2).mean())
     torch.testing.assert_close(energy(x_pos), pos.sum(1))  # samplers see the sum over scales
+
+
+def test_parameter_counts_match_the_reference():
+    from ebmkit_improved_cd.resnet import ResNetEnergy128
+
+    def count(model):
+        return sum(p.numel() for p in model.parameters())
+
+    assert round(count(ResNetEnergy(width=64, data_shape=(3, 32, 32))) / 1e6, 2) == 6.64
+    assert round(count(ResNetEnergy(width=64, multiscale=False, data_shape=(3, 32, 32))) / 1e6, 2) == 4.90
+    assert round(count(ResNetEnergy128(width=128, data_shape=(3, 128, 128))) / 1e6, 1) == 27.1
+    assert round(count(ResNetEnergy128(width=64, data_shape=(3, 128, 128))) / 1e6, 2) == 6.79

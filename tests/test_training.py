@@ -37,6 +37,15 @@ def test_quickstart_loop_lowers_the_exact_kl(tmp_path, registries):
     resumed = ReplayBuffer(capacity=10000, reinit_prob=0.2, noise=lambda n: torch.zeros(n, 2))
     resumed.load_state_dict(state)
     assert torch.equal(resumed.storage, state["storage"])
+    # ebmkit.load gives back the EMA energy by default, the raw weights on request.
+    import ebmkit
+
+    loaded = ebmkit.load(tmp_path)
+    points = torch.randn(5, 2)
+    raw = ebmkit.load(folder, ema=False)
+    assert torch.equal(loaded.head.weight, weights["head.weight"]) and not torch.equal(raw.head.weight, loaded.head.weight)
+    both = loaded + raw
+    assert both(points).shape == (5,)
 
 
 def test_non_finite_training_stops_with_a_clear_message(tmp_path, registries):
