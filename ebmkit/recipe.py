@@ -41,7 +41,7 @@ class TrainSettings:
     batch_size: int = attrs.field(default=128, validator=attrs.validators.gt(0))
     log_every: int = attrs.field(default=50, validator=attrs.validators.gt(0))
     checkpoint_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    grad_clip: float | None = None
+    grad_clip: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
     ema: float | None = attrs.field(default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.lt(1)]))
     eval_at_start: bool = True
     energy_bound: float | None = None
@@ -55,18 +55,18 @@ class TableKind:
     kind: str
     many: bool
     required: bool
-    core_keys: dict[str, tuple[type, Any]] = attrs.field(factory=dict)
+    core_keys: dict[str, tuple[type, Any, int]] = attrs.field(factory=dict)  # type, default, minimum
 
 
 COMPONENT_TABLES: tuple[TableKind, ...] = (
     TableKind("data", "datasets", many=False, required=True),
     TableKind("energy", "energies", many=False, required=True),
     TableKind("sampler", "samplers", many=False, required=True),
-    TableKind("transitions", "transitions", many=True, required=False, core_keys={"every": (int, 1)}),
+    TableKind("transitions", "transitions", many=True, required=False, core_keys={"every": (int, 1, 1)}),
     TableKind("buffer", "buffers", many=False, required=False),
-    TableKind("losses", "losses", many=True, required=True, core_keys={"weight": (float, 1.0)}),
+    TableKind("losses", "losses", many=True, required=True, core_keys={"weight": (float, 1.0, None)}),
     TableKind("optim", "optimizers", many=False, required=True),
-    TableKind("evaluators", "evaluators", many=True, required=False, core_keys={"every": (int, 0)}),
+    TableKind("evaluators", "evaluators", many=True, required=False, core_keys={"every": (int, 0, 0)}),
 )
 SETTINGS_TABLES: dict[str, type] = {"run": RunSettings, "train": TrainSettings}
 ALL_TABLES = [*SETTINGS_TABLES, *(t.table for t in COMPONENT_TABLES)]
@@ -172,12 +172,15 @@ def _check_component(
         return None, [RecipeProblem(f"{where}.name", str(exc))]
     problems: list[RecipeProblem] = []
     core: dict[str, Any] = {}
-    for key, (tp, default) in kind.core_keys.items():
+    for key, (tp, default, minimum) in kind.core_keys.items():
         value = table.pop(key, default)
         try:
             core[key] = params_.coerce(value, tp)
         except TypeError as exc:
             problems.append(RecipeProblem(f"{where}.{key}", str(exc)))
+            continue
+        if minimum is not None and core[key] < minimum:
+            problems.append(RecipeProblem(f"{where}.{key}", f"must be at least {minimum}, got {core[key]}"))
     def resolve(nested_kind: str, value: Any, nested_where: str):
         return _check_component(TableKind(nested_where, nested_kind, False, True), value, nested_where, registries)
 

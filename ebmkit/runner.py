@@ -156,12 +156,16 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
         for every, name, evaluator in evaluators:
             if only_due and not (every and step % every == 0):
                 continue
-            # Evaluators see the EMA weights when there are any, as is usual for EBMs.
+            # Evaluators see the EMA weights when there are any, as is usual for EBMs. They draw
+            # from a forked random state, so adding one does not change the training run.
             model = ema.module if ema is not None else energy
             ctx = EvalContext(model, dataset, sampler, noise, out_dir, step, device, buffer)
             model.eval()
-            metrics = evaluator.evaluate(ctx)
-            model.train()
+            try:
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    metrics = evaluator.evaluate(ctx)
+            finally:
+                model.train()
             if metrics:
                 log.write(step, {f"{name}/{k}": v for k, v in metrics.items()})
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())

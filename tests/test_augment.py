@@ -78,3 +78,23 @@ def test_presets_follow_the_reference():
     assert PRESETS["cifar10"] == {"crop_scale": (0.08, 1.0), "color_strength": 1.0, "blur_kernel": 0}
     assert PRESETS["imagenet"]["crop_scale"] == (0.6, 1.0) and PRESETS["stl"]["blur_kernel"] == 11
     assert Augment(preset="celeba", blur_kernel=0)._setting("blur_kernel") == 0
+
+
+def test_crops_match_torchvisions_crop_then_resize(images):
+    torch.manual_seed(0)
+    b = len(images)
+    w = torch.randint(3, 17, (b,)).float()
+    h = torch.randint(3, 17, (b,)).float()
+    left = torch.floor(torch.rand(b) * (16 - w + 1))
+    top = torch.floor(torch.rand(b) * (16 - h + 1))
+    out = Augment.resample_crops(images, left, top, w, h)
+    for i in range(0, b, 7):
+        expected = TF.resized_crop(images[i], int(top[i]), int(left[i]), int(h[i]), int(w[i]), [16, 16], antialias=False)
+        torch.testing.assert_close(out[i], expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [{"blur_kernel": 4}, {"crop_scale": (0.9, 0.1)}, {"blur_sigma": (2.0, 0.1)}])
+def test_bad_parameters_are_recipe_errors(bad, registries):
+    entry = registries.get("transitions", "augment")
+    _, problems = entry.check(bad, "transitions[0]")
+    assert problems and "invalid parameters for transition 'augment'" in problems[0].message

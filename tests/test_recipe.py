@@ -107,3 +107,19 @@ def test_types_are_checked_for_components_with_context_fields(registries):
     text = str(info.value)
     assert "buffer.capacity: expected int, got 'abc'" in text
     assert "expected one of 'fifo', 'reservoir', got 'lifo'" in text
+
+
+@pytest.mark.parametrize(("override", "where"), [
+    ("transitions.0.every=0", "transitions[0].every"),
+    ("train.grad_clip=-1.0", "train"),
+    ("data.size=-5", "data"),
+])
+def test_values_out_of_range_are_recipe_errors(override, where, registries):
+    with pytest.raises(RecipeError) as info:
+        load(RECIPES / "quickstart.toml", [override], registries)
+    assert [p.where for p in info.value.problems] == [where]
+
+
+def test_folder_dataset_limits_are_checked_before_running(registries):
+    with pytest.raises(RecipeError, match="image_size"):
+        load(RECIPES / "improved_cd_celebahq.toml", ["data.image_size=4"], registries)

@@ -12,9 +12,9 @@ def ebmkit_register_datasets(register):
     register("shapes", Shapes)
     register("cifar10", Cifar10)
     register("image_folder", ImageFolder)
-    register("celebahq", CELEBAHQ, summary="CelebA-HQ: a folder of face images (128 px by default)")
-    register("lsun_bedroom", LSUN_BEDROOM, summary="LSUN bedroom: a folder of images (128 px by default)")
-    register("celeba_attributes", celeba_attributes)
+    register("celebahq", CELEBAHQ, params=CELEBAHQ.params, summary="CelebA-HQ: a folder of face images (128 px by default)")
+    register("lsun_bedroom", LSUN_BEDROOM, params=LSUN_BEDROOM.params, summary="LSUN bedroom: a folder of images (128 px by default)")
+    register("celeba_attributes", celeba_attributes, params=celeba_attributes.params)
 
 
 @hookimpl

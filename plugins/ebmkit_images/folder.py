@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import attrs
 import torch
 
@@ -62,10 +64,21 @@ class ImageFolder(torch.utils.data.Dataset):
         return self._image(index)
 
 
+def folder_params(default_root: str, **extra: Any) -> type:
+    """The parameter spec of a folder dataset, with its default root and validators."""
+    fields = {
+        "root": attrs.field(default=default_root, type=str),
+        "image_size": attrs.field(default=128, type=int, validator=attrs.validators.ge(8)),
+        **extra,
+    }
+    return attrs.make_class("FolderParams", fields, kw_only=True)
+
+
 def _folder(root: str, where_to_get: str):
     def factory(root: str = root, image_size: int = 128) -> ImageFolder:
         return ImageFolder(root=root, image_size=image_size, where_to_get=where_to_get)
 
+    factory.params = folder_params(root)
     return factory
 
 
@@ -120,3 +133,6 @@ class CelebAAttributes(ImageFolder):
 def celeba_attributes(root: str = "data/celeba", attribute: str = "Smiling", image_size: int = 128) -> CelebAAttributes:
     """CelebA images with one binary attribute (by name, from list_attr_celeba.txt) as the label."""
     return CelebAAttributes(root=root, attribute=attribute, image_size=image_size)
+
+
+celeba_attributes.params = folder_params("data/celeba", attribute=attrs.field(default="Smiling", type=str))

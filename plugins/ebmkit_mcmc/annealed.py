@@ -7,6 +7,7 @@ import torch
 
 from ebmkit import energy_and_grad
 from ebmkit.protocols import SampleResult
+from ebmkit_mcmc.rng import rng_state, set_rng_state
 
 
 @attrs.frozen(kw_only=True)
@@ -53,13 +54,13 @@ class AnnealedLangevin:
             level_cond = torch.full((len(x),), level, device=x.device) if self.cond_on_level else cond
             last = k == len(schedule) - 1
             if last and keep_last_graph:
-                before, rng = x, torch.get_rng_state()
+                before, rng = x, rng_state(x.device)
             x_next, e, g = self._step(energy, x, temperature, level_cond, False)
             if last and keep_last_graph:
-                after = torch.get_rng_state()
-                torch.set_rng_state(rng)
+                after = rng_state(x.device)
+                set_rng_state(x.device, rng)
                 x_graph, _, _ = self._step(energy, before, temperature, level_cond, True)
-                torch.set_rng_state(after)
+                set_rng_state(x.device, after)
             x = x_next.detach()
             energies.append(e.mean())
             grad_norms.append(g.mean())

@@ -22,6 +22,16 @@ PRESETS: dict[str, dict] = {
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
+def _interval(instance, attribute, value):
+    if value is not None and not (0 <= value[0] <= value[1]):
+        raise ValueError(f"{attribute.name} must be [low, high] with 0 <= low <= high, got {list(value)}")
+
+
+def _odd_or_zero(instance, attribute, value):
+    if value is not None and (value < 0 or (value and value % 2 == 0)):
+        raise ValueError(f"{attribute.name} must be an odd number of pixels (or 0 for no blur), got {value}")
+
+
 def _gray(x: torch.Tensor) -> torch.Tensor:
     r, g, b = x.unbind(1)
     return (GRAY[0] * r + GRAY[1] * g + GRAY[2] * b).unsqueeze(1)
@@ -66,15 +76,15 @@ class Augment:
     """
 
     preset: Literal["cifar10", "celeba", "lsun", "imagenet", "stl", "object"] = "cifar10"
-    crop_scale: tuple[float, float] | None = None
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    crop_scale: tuple[float, float] | None = attrs.field(default=None, validator=_interval)
+    crop_ratio: tuple[float, float] = attrs.field(default=(3 / 4, 4 / 3), validator=_interval)
     flip: bool = True
     color_strength: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
     color_prob: float = attrs.field(default=0.8, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
     gray_prob: float = attrs.field(default=0.2, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
-    blur_kernel: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
+    blur_kernel: int | None = attrs.field(default=None, validator=_odd_or_zero)
     blur_prob: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_sigma: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=_interval)
 
     def _setting(self, name: str):
         value = getattr(self, name)
@@ -96,6 +106,10 @@ class Augment:
             self._apply_some(x, self.color_prob, self.color_jitter)
         self._apply_some(x, self.gray_prob, lambda chosen: _gray(chosen).expand_as(chosen))
         kernel = self._setting("blur_kernel")
+        if kernel and kernel // 2 >= min(x.shape[-2:]):
+            from ebmkit import EbmkitError
+
+            raise EbmkitError(f"the augment blur kernel ({kernel}) is too wide for {x.shape[-2]}x{x.shape[-1]} images")
         if kernel:
             self._apply_some(x, self.blur_prob, lambda chosen: self.gaussian_blur(chosen, kernel))
         return x
@@ -129,12 +143,23 @@ class Augment:
         top = torch.floor(torch.rand(b, device=device) * (height - h + 1))
         left = torch.where(fallback, (width - w) / 2, left)
         top = torch.where(fallback, (height - h) / 2, top)
-        # The sampling grid of each crop, in grid_sample's [-1, 1] pixel-centre coordinates
-        # (what affine_grid builds with a batched matmul, here by broadcasting).
-        xs = (2 * torch.arange(width, device=device, dtype=x.dtype) + 1) / width - 1
-        ys = (2 * torch.arange(height, device=device, dtype=x.dtype) + 1) / height - 1
-        gx = (w / width)[:, None] * xs[None] + ((2 * left + w) / width - 1)[:, None]
-        gy = (h / height)[:, None] * ys[None] + ((2 * top + h) / height - 1)[:, None]
+        return self.resample_crops(x, left, top, w, h)
+
+    @staticmethod
+    def resample_crops(x: torch.Tensor, left, top, w, h) -> torch.Tensor:
+        """Crop box (left, top, w, h) of each image, resized bilinearly back to the image's size.
+
+        Like torchvision (crop, then resize), only pixels inside the box are used: the sample
+        points are clamped to the box's outermost pixel centres. The grid is built by
+        broadcasting rather than with affine_grid's batched matmul.
+        """
+        b, _, height, width = x.shape
+        device = x.device
+        px = left[:, None] + (torch.arange(width, device=device) + 0.5)[None] * (w / width)[:, None]
+        py = top[:, None] + (torch.arange(height, device=device) + 0.5)[None] * (h / height)[:, None]
+        px = torch.minimum(torch.maximum(px, (left + 0.5)[:, None]), (left + w - 0.5)[:, None])
+        py = torch.minimum(torch.maximum(py, (top + 0.5)[:, None]), (top + h - 0.5)[:, None])
+        gx, gy = 2 * px / width - 1, 2 * py / height - 1  # grid_sample's [-1, 1] (align_corners=False)
         grid = torch.stack([gx[:, None, :].expand(b, height, width), gy[:, :, None].expand(b, height, width)], -1)
         return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
 

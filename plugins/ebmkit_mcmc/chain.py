@@ -4,6 +4,7 @@ import attrs
 import torch
 
 from ebmkit.protocols import SampleResult, Scheduled, StepContext
+from ebmkit_mcmc.rng import rng_state, set_rng_state
 
 
 @attrs.frozen(kw_only=True)
@@ -35,32 +36,20 @@ class Chain:
         keep = min(int(keep_last_graph), self.steps)
         first_kept = self.steps - keep
         x = x0.detach()
-        x_before, rng = x, _rng_state(x.device)
+        x_before, rng = x, rng_state(x.device)
         for i in range(self.steps):
             if i == first_kept:
-                x_before, rng = x, _rng_state(x.device)
+                x_before, rng = x, rng_state(x.device)
             x = self._step(energy, x, i, cond, False, stats)
         x_graph = None
         if keep:
             # Redo the last `keep` steps with the same random numbers, keeping their graph.
-            after = _rng_state(x.device)
-            _set_rng_state(x.device, rng)
+            after = rng_state(x.device)
+            set_rng_state(x.device, rng)
             x_graph = x_before
             for i in range(first_kept, self.steps):
                 x_graph = self._step(energy, x_graph, i, cond, True, None)
-            _set_rng_state(x.device, after)
+            set_rng_state(x.device, after)
         trace = {key: torch.stack(values).tolist() for key, values in stats.items()}
         return SampleResult(x.detach(), trace, x_graph)
 
-
-def _rng_state(device: torch.device):
-    if device.type == "cuda":
-        return torch.get_rng_state(), torch.cuda.get_rng_state(device)
-    return torch.get_rng_state(), None
-
-
-def _set_rng_state(device: torch.device, state) -> None:
-    cpu, cuda = state
-    torch.set_rng_state(cpu)
-    if cuda is not None:
-        torch.cuda.set_rng_state(cuda, device)

@@ -12,13 +12,20 @@ def ebmkit_register_energies(register):
 
 @hookimpl
 def ebmkit_register_datasets(register):
+    import attrs
+
     from ebmkit_toy.densities import DENSITIES, Density2DDataset
+
+    @attrs.frozen(kw_only=True)
+    class DensityParams:
+        size: int = attrs.field(default=50_000, validator=attrs.validators.gt(0))
+        seed: int = 0
 
     for name, density in DENSITIES.items():
         def factory(size: int = 50_000, seed: int = 0, _density=density) -> Density2DDataset:
             return Density2DDataset(_density, size=size, seed=seed)
 
-        register(name, factory, summary=f"2-D density: {density.summary}")
+        register(name, factory, params=DensityParams, summary=f"2-D density: {density.summary}")
 
 
 @hookimpl
