@@ -102,8 +102,9 @@ class Energy(nn.Module):
     def given(self, cond: Tensor | int | Sequence[float]) -> Energy:
         """This energy with its condition fixed: an unconditional energy of ``x`` alone.
 
-        :param cond: a class index (int), or one condition vector (e.g. attributes or a
-            one-hot), or a batch of conditions with one row per sample.
+        :param cond: a class index (int); or one condition vector as floats (attributes, or a
+            one-hot written as floats), used for every sample; or a batch of conditions with
+            one row per sample (a 1-D integer tensor is read as one class label per sample).
         """
         return ConditionedEnergy(self, cond)
 

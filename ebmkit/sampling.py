@@ -89,8 +89,11 @@ def sample(
         kernels = [Scheduled(_build(transition_entry, transition_values), 1, sampler)]
     chain = _build(sampler_entry, sampler_values, transitions=kernels)
 
-    device = next((p.device for p in energy.parameters()), torch.device("cpu"))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    device = next((p.device for p in energy.parameters()), x0.device if x0 is not None else torch.device("cpu"))
+    if cond is not None:
+        cond = cond.to(device)
+    # manual_seed reseeds every CUDA generator too, so all of them are restored afterwards.
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
         if seed is not None:
             torch.manual_seed(seed)
         if x0 is None:
