@@ -14,6 +14,8 @@ SMOKE = {
     ("energies", "resnet_ebm"): {"width": 8},
     ("energies", "resnet_ebm_128"): {"width": 8},
     ("transitions", "langevin"): {"step_size": 0.01},
+    ("transitions", "gibbs"): {},
+    ("energies", "rbm"): {"hidden": 4},
     ("transitions", "mala"): {"step_size": 0.01},
     ("transitions", "hmc"): {"step_size": 0.01, "leapfrog_steps": 2},
     ("transitions", "augment"): {"preset": "celeba"},
@@ -66,6 +68,9 @@ def test_component_smoke(key, tmp_path):
     side = IMAGE_SIDE.get(key, 16)
     x = torch.rand(4, 3, side, side) if image else torch.randn(4, 2)
     energy = tiny_energy(image)
+    if key == ("transitions", "gibbs"):
+        energy = default_registries().get("energies", "rbm").build({"hidden": 3}, data_shape=(2,))
+        x = torch.bernoulli(torch.full((4, 2), 0.5))
     if kind == "energies":
         shape = (3, side, side) if image else (2,)
         built = entry.build(values, data_shape=shape, num_classes=None)

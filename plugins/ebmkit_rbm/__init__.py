@@ -1,0 +1,17 @@
+"""Restricted Boltzmann machines: the binary RBM, block Gibbs sampling, exact and AIS log-likelihoods."""
+
+from ebmkit import hookimpl
+
+
+@hookimpl
+def ebmkit_register_energies(register):
+    from ebmkit_rbm.rbm import BinaryRBM
+
+    register("rbm", BinaryRBM)
+
+
+@hookimpl
+def ebmkit_register_transitions(register):
+    from ebmkit_rbm.gibbs import BlockGibbs
+
+    register("gibbs", BlockGibbs)
