@@ -61,3 +61,37 @@ def test_block_gibbs_samples_the_exact_marginal():
 
 def test_states_enumerate_in_binary_order():
     assert all_states(2).tolist() == [list(map(float, s)) for s in itertools.product([0, 1], repeat=2)]
+
+
+def test_likelihood_evaluator_is_the_exact_mean_log_likelihood(tmp_path):
+    from ebmkit.protocols import EvalContext
+    from ebmkit_rbm.evaluator import RBMLikelihood
+
+    rbm = random_rbm(6, 4, 1.0).float()
+    data = all_states(6).float()[::5]
+    ctx = EvalContext(rbm, data, None, None, tmp_path, 0, torch.device("cpu"))
+    metrics = RBMLikelihood(num_data=100).evaluate(ctx)
+    joint = torch.stack([-rbm.double().joint_energy(all_states(6), h.expand(64, -1)) for h in all_states(4)], 1).detach()
+    brute = (torch.logsumexp(joint[::5], 1) - torch.logsumexp(joint.flatten(), 0)).mean()
+    assert metrics["exact"] == 1.0 and metrics["log_likelihood"] == pytest.approx(float(brute), abs=1e-4)
+
+
+def test_persistent_chains_continue_and_data_chains_restart():
+    from ebmkit_mcmc.persistent import DataChains, PersistentChains
+
+    chains = PersistentChains(noise=lambda n: torch.zeros(n, 3))
+    data = torch.ones(4, 3)
+    assert torch.equal(chains.draw(4, data), torch.zeros(4, 3))
+    chains.push(torch.full((4, 3), 7.0))
+    assert torch.equal(chains.draw(4, data), torch.full((4, 3), 7.0))
+    again = PersistentChains(noise=lambda n: torch.zeros(n, 3))
+    again.load_state_dict(chains.state_dict())
+    assert torch.equal(again.draw(4, data), torch.full((4, 3), 7.0))
+    assert torch.equal(DataChains().draw(4, data), data)
+
+
+def test_binarised_shapes_are_one_channel_binary(registries):
+    data = registries.get("datasets", "shapes").build({"size": 20, "image_size": 16, "binarize": True})
+    x = torch.stack([data[i] for i in range(20)])
+    assert data.sample_shape == (1, 16, 16) and x.shape == (20, 1, 16, 16)
+    assert set(x.unique().tolist()) == {0.0, 1.0} and 0.02 < x.mean() < 0.5

@@ -10,7 +10,8 @@ from ebmkit.recipe import load
 from ebmkit.runner import train
 from tests.conftest import RECIPES
 
-IMAGE_RECIPES = sorted(p for p in RECIPES.glob("*.toml") if p.name != "quickstart.toml")
+IMAGE_RECIPES = sorted(p for p in RECIPES.glob("*.toml") if p.name != "quickstart.toml" and not p.name.startswith("rbm_"))
+RBM_RECIPES = sorted(RECIPES.glob("rbm_*.toml"))
 
 
 def smoke_overrides(path) -> list[str]:
@@ -42,3 +43,13 @@ def test_recipe_smoke_pass(path, tmp_path, registries):
         assert "loss/kl" in steps[-1] and steps[-1]["nn_entropy/active"] == 1.0
     assert (tmp_path / "samples_step0000002.png").exists() and (tmp_path / "curves.png").exists()
     assert (tmp_path / "checkpoints" / "step_0000002" / "ema.safetensors").exists()
+
+
+@pytest.mark.parametrize("path", RBM_RECIPES, ids=lambda p: p.stem)
+def test_rbm_recipe_smoke_pass(path, tmp_path, registries):
+    overrides = ["train.steps=3", "train.batch_size=10", "train.log_every=1", "data.size=50", "evaluators.0.num_data=20"]
+    recipe = load(path, overrides, registries)
+    train(recipe, tmp_path, live=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    likelihoods = [r["rbm_likelihood/log_likelihood"] for r in rows if "rbm_likelihood/log_likelihood" in r]
+    assert len(likelihoods) == 2 and all(ll < 0 for ll in likelihoods)

@@ -22,6 +22,10 @@ SMOKE = {
     ("samplers", "chain"): {"steps": 2},
     ("samplers", "annealed_langevin"): {"step_size": 0.01, "levels": 2, "steps_per_level": 1},
     ("buffers", "replay"): {"capacity": 8},
+    ("buffers", "persistent"): {},
+    ("buffers", "data"): {},
+    ("optimizers", "sgd"): {"lr": 0.01, "momentum": 0.5},
+    ("evaluators", "rbm_likelihood"): {"num_data": 8},
     ("losses", "cd"): {},
     ("losses", "kl"): {},
     ("losses", "nn_entropy"): {"num_reference": 4, "min_buffer": 0},
@@ -68,7 +72,7 @@ def test_component_smoke(key, tmp_path):
     side = IMAGE_SIDE.get(key, 16)
     x = torch.rand(4, 3, side, side) if image else torch.randn(4, 2)
     energy = tiny_energy(image)
-    if key == ("transitions", "gibbs"):
+    if key in {("transitions", "gibbs"), ("evaluators", "rbm_likelihood")}:
         energy = default_registries().get("energies", "rbm").build({"hidden": 3}, data_shape=(2,))
         x = torch.bernoulli(torch.full((4, 2), 0.5))
     if kind == "energies":
@@ -116,6 +120,8 @@ def test_component_smoke(key, tmp_path):
 
         name_of_data = "shapes" if image else "8gaussians"
         dataset = default_registries().get("datasets", name_of_data).build({"size": 64, **({"image_size": 16} if image else {})})
+        if key == ("evaluators", "rbm_likelihood"):
+            dataset = torch.bernoulli(torch.full((64, 2), 0.5))
         kernel = default_registries().get("transitions", "langevin").build({"step_size": 0.01})
         sampler = default_registries().get("samplers", "chain").build({"steps": 1}, transitions=[Scheduled(kernel, 1)])
         noise = (lambda n: torch.rand(n, 3, 16, 16)) if image else (lambda n: torch.zeros(n, 2))

@@ -49,13 +49,17 @@ def render(attributes: torch.Tensor, image_size: int, generator: torch.Generator
 
 @attrs.define(kw_only=True)
 class Shapes(torch.utils.data.Dataset):
-    """Procedural coloured shapes (circle, square, triangle) with shape/colour/size/position labels; no download."""
+    """Procedural coloured shapes (circle, square, triangle) with shape/colour/size/position labels; no download.
+
+    ``binarize`` gives one-channel binary images (shape = 1, background = 0), e.g. for RBMs.
+    """
 
     size: int = attrs.field(default=10_000, validator=attrs.validators.gt(0))
     image_size: int = attrs.field(default=32, validator=attrs.validators.ge(8))
     seed: int = 0
     label: Literal["shape", "color", "size", "position"] | None = None
     dequantize: bool = True
+    binarize: bool = False
     attributes: torch.Tensor = attrs.field(init=False, repr=False)
     images: torch.Tensor = attrs.field(init=False, repr=False)
 
@@ -70,7 +74,7 @@ class Shapes(torch.utils.data.Dataset):
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return (3, self.image_size, self.image_size)
+        return (1 if self.binarize else 3, self.image_size, self.image_size)
 
     domain = (0.0, 1.0)
 
@@ -85,7 +89,10 @@ class Shapes(torch.utils.data.Dataset):
         from ebmkit_images.dequantize import dequantize
 
         x = self.images[index].float() / 255
-        x = dequantize(x) if self.dequantize else x
+        if self.binarize:  # one channel, 1 where the shape is (its luma is above 0.25, the background's below)
+            x = (x[0:1] * 0.299 + x[1:2] * 0.587 + x[2:3] * 0.114 > 0.25).float()
+        elif self.dequantize:
+            x = dequantize(x)
         if self.label is None:
             return x
         return x, self.attributes[index, list(ATTRIBUTES).index(self.label)]

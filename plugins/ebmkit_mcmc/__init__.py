@@ -27,6 +27,9 @@ def ebmkit_register_samplers(register):
 
 @hookimpl
 def ebmkit_register_buffers(register):
+    from ebmkit_mcmc.persistent import DataChains, PersistentChains
     from ebmkit_mcmc.replay import ReplayBuffer
 
     register("replay", ReplayBuffer)
+    register("persistent", PersistentChains)
+    register("data", DataChains)

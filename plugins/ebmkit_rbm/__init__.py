@@ -11,6 +11,13 @@ def ebmkit_register_energies(register):
 
 
 @hookimpl
+def ebmkit_register_evaluators(register):
+    from ebmkit_rbm.evaluator import RBMLikelihood
+
+    register("rbm_likelihood", RBMLikelihood)
+
+
+@hookimpl
 def ebmkit_register_transitions(register):
     from ebmkit_rbm.gibbs import BlockGibbs
 

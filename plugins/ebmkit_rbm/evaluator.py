@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import attrs
+import torch
+
+from ebmkit import EbmkitError
+from ebmkit.protocols import EvalContext
+from ebmkit_rbm.likelihood import MAX_ENUMERATED, ais_log_z, exact_log_z
+
+
+@attrs.frozen
+class RBMLikelihood:
+    """Mean log-likelihood of data under an RBM: exact log Z when a layer has <= 20 units, else AIS."""
+
+    num_data: int = attrs.field(default=2000, validator=attrs.validators.gt(0))
+    ais_chains: int = attrs.field(default=100, validator=attrs.validators.gt(0))
+    ais_betas: int = attrs.field(default=5000, validator=attrs.validators.gt(1))
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        rbm = ctx.energy
+        if not hasattr(rbm, "num_hidden"):
+            raise EbmkitError("the rbm_likelihood evaluator needs an RBM energy ([energy] name = 'rbm')")
+        exact = min(rbm.num_visible, rbm.num_hidden) <= MAX_ENUMERATED
+        log_z = exact_log_z(rbm) if exact else ais_log_z(rbm, chains=self.ais_chains, betas=self.ais_betas)
+        n = min(self.num_data, len(ctx.dataset))
+        items = [ctx.dataset[i] for i in range(n)]
+        v = torch.stack([item[0] if isinstance(item, tuple | list) else item for item in items]).to(ctx.device)
+        with torch.no_grad():
+            log_likelihood = float((-rbm(v)).double().mean()) - log_z
+        return {"log_likelihood": log_likelihood, "log_z": log_z, "exact": float(exact)}
