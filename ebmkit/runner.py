@@ -190,8 +190,6 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
             n = x_pos.shape[0]
             x0 = buffer.draw(n, x_pos) if buffer is not None else noise(n)
             result = sampler.sample(energy, x0, cond=cond, keep_last_graph=needs_graph)
-            if buffer is not None:
-                buffer.push(result.x)
             batch = TrainBatch(energy, x_pos, result.x, cond, result, buffer)
             total = torch.zeros((), device=device)
             metrics: dict[str, float] = {}
@@ -219,6 +217,10 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
             optimizer.step()
             if ema is not None:
                 ema.update(energy)
+            # After the losses, so that the buffer's samples (the entropy term's reference set)
+            # are earlier chains, never the current ones themselves.
+            if buffer is not None:
+                buffer.push(result.x)
             metrics.update({"loss": loss_value, "e_pos": e_pos, "e_neg": e_neg})
             for key, values in result.trace.items():
                 if values:

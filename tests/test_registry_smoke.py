@@ -11,6 +11,9 @@ from ebmkit.registry import default_registries
 #: Small parameters per component; a component missing here fails test_every_component_has_smoke_params.
 SMOKE = {
     ("energies", "mlp"): {"hidden": 8, "depth": 1},
+    ("energies", "quadratic"): {},
+    ("datasets", "gaussian"): {"dim": 2, "size": 64},
+    ("evaluators", "gaussian_kl"): {},
     ("energies", "resnet_ebm"): {"width": 8},
     ("energies", "resnet_ebm_128"): {"width": 8},
     ("transitions", "langevin"): {"step_size": 0.01},
@@ -72,6 +75,8 @@ def test_component_smoke(key, tmp_path):
     side = IMAGE_SIDE.get(key, 16)
     x = torch.rand(4, 3, side, side) if image else torch.randn(4, 2)
     energy = tiny_energy(image)
+    if key == ("evaluators", "gaussian_kl"):
+        energy = default_registries().get("energies", "quadratic").build({}, data_shape=(2,))
     if key in {("transitions", "gibbs"), ("evaluators", "rbm_likelihood")}:
         energy = default_registries().get("energies", "rbm").build({"hidden": 3}, data_shape=(2,))
         x = torch.bernoulli(torch.full((4, 2), 0.5))

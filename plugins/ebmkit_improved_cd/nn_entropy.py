@@ -21,7 +21,7 @@ class NearestNeighbourEntropy:
 
     num_reference: int = attrs.field(default=100, validator=attrs.validators.ge(1))
     min_buffer: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
-    clamp: tuple[float, float] | None = (0.0, 1.0)
+    clamp: tuple[float, float] | None = None  # image recipes set [0, 1], as the reference clamps
     needs_graph = 1
 
     def __call__(self, energy, batch: TrainBatch) -> LossOutput:

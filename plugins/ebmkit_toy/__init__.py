@@ -5,9 +5,11 @@ from ebmkit import hookimpl
 
 @hookimpl
 def ebmkit_register_energies(register):
+    from ebmkit_toy.gaussian import QuadraticEnergy
     from ebmkit_toy.mlp import MLPEnergy
 
     register("mlp", MLPEnergy)
+    register("quadratic", QuadraticEnergy)
 
 
 @hookimpl
@@ -27,9 +29,15 @@ def ebmkit_register_datasets(register):
 
         register(name, factory, params=DensityParams, summary=f"2-D density: {density.summary}")
 
+    from ebmkit_toy.gaussian import GaussianData
+
+    register("gaussian", GaussianData)
+
 
 @hookimpl
 def ebmkit_register_evaluators(register):
     from ebmkit_toy.density2d import Density2DEvaluator
+    from ebmkit_toy.gaussian import GaussianKL
 
     register("density2d", Density2DEvaluator)
+    register("gaussian_kl", GaussianKL)
