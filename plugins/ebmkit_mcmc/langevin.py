@@ -9,11 +9,6 @@ from ebmkit import energy_and_grad
 from ebmkit.protocols import StepContext, StepResult
 
 
-def _positive(instance, attribute, value):
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value}")
-
-
 def _box(instance, attribute, value):
     if value is not None and not value[0] < value[1]:
         raise ValueError(f"{attribute.name} must be (low, high) with low < high, got {value}")
@@ -31,12 +26,12 @@ class Langevin:
       which samples exp(−E/T) as η → 0.
     """
 
-    step_size: float = attrs.field(validator=_positive)
+    step_size: float = attrs.field(validator=attrs.validators.gt(0))
     noise_std: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
-    temperature: float = attrs.field(default=1.0, validator=_positive)
+    temperature: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     noise_first: bool = False
     clamp: tuple[float, float] | None = attrs.field(default=None, validator=_box)
-    grad_clip: float | None = attrs.field(default=None, validator=_positive)
+    grad_clip: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
     anneal_noise: bool = False
 
     @property
