@@ -183,9 +183,8 @@ def check(
             )
     if problems:
         return None, problems
-    plain = {k: v for k, v in converted.items() if not fields[k].metadata.get(COMPONENT_KEY)}
     try:
-        spec(**plain)
+        spec(**converted)  # nested components go in as their checked specs: their own checks already ran
     except (TypeError, ValueError) as exc:
         return None, [RecipeProblem(where, f"invalid parameters for {owner}: {exc}")]
     return converted, []

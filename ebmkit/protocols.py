@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 import torch
 
+from ebmkit.errors import EbmkitError
+
 if TYPE_CHECKING:
     from ebmkit.energy import Energy
 
@@ -115,14 +117,19 @@ class TrainBatch:
     and shared by every loss term. For a multi-scale energy (one with ``per_scale(x, cond)``
     returning shape (B, S), and ``num_scales`` = S), ``e_pos_scales`` holds each scale and ``e_pos`` their mean over
     scales, as the Improved-CD reference averages scales in its loss; for an ordinary energy
-    S = 1 and ``e_pos`` is E(x+).
+    S = 1 and ``e_pos`` is E(x+). ``e_pos_total`` is E(x+) itself (the sum over scales), the
+    energy that defines the model density.
+
+    ``x_neg`` and ``sample`` are None when no loss term of the recipe needs negative samples
+    (every term has ``needs_samples = False``, e.g. the MCMC-free DCD estimator): the runner
+    then does not run the sampler at all.
     """
 
     energy: Energy
     x_pos: Tensor
-    x_neg: Tensor
+    x_neg: Tensor | None
     cond: Tensor | None
-    sample: SampleResult
+    sample: SampleResult | None
     buffer: Buffer | None
     _cache: dict[str, Tensor] = attrs.field(factory=dict, repr=False)
 
@@ -138,7 +145,16 @@ class TrainBatch:
 
     @property
     def e_neg_scales(self) -> Tensor:
+        if self.x_neg is None:
+            raise EbmkitError(
+                "a loss term asked for the negative samples' energies, but no term of this recipe asks the sampler "
+                "for samples (each has needs_samples = False)"
+            )
         return self._scales("neg", self.x_neg.detach())
+
+    @property
+    def e_pos_total(self) -> Tensor:
+        return self.e_pos_scales.sum(1)
 
     @property
     def e_pos(self) -> Tensor:
@@ -160,7 +176,11 @@ class LossOutput:
 @runtime_checkable
 class Loss(Protocol):
     """A loss term. ``needs_graph`` (a bool, or a number of steps k) asks the sampler to keep
-    the graph of its last k steps in ``batch.sample.x_graph``."""
+    the graph of its last k steps in ``batch.sample.x_graph``.
+
+    An optional ``needs_samples`` attribute (True when absent) says whether the term uses the
+    sampler's negative samples; when no term of a recipe does, the runner skips the sampler.
+    """
 
     needs_graph: bool | int
 

@@ -45,6 +45,9 @@ class TrainSettings:
     ema: float | None = attrs.field(default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.lt(1)]))
     eval_at_start: bool = True
     energy_bound: float | None = None
+    #: Stop after this many seconds of training (evaluations and checkpoints not counted),
+    #: even if fewer than ``steps`` updates were made: for equal-wall-clock comparisons.
+    time_limit_s: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
 
 
 #: Component tables: the table name, the registry kind, whether it is an array of

@@ -146,6 +146,7 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
     evaluators = [(s.core["every"], s.entry.name, s.build()) for s in recipe.many("evaluators")]
     ema = EMA(energy, settings.ema) if settings.ema is not None else None
     needs_graph = max((int(getattr(loss, "needs_graph", 0)) for _, _, loss in losses), default=0)
+    needs_samples = any(getattr(loss, "needs_samples", True) for _, _, loss in losses)
 
     used = {spec.where: {"name": spec.entry.name, "plugin": spec.entry.plugin, "distribution": spec.entry.distribution}
             for specs in recipe.components.values() for spec in specs}
@@ -181,16 +182,21 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
     )
     started = time.perf_counter()
     window_start, window_steps = started, 0
+    train_seconds = 0.0  # training alone: evaluations and checkpoints are not counted
+    last_step = 0
     with progress:
         task = progress.add_task("train", total=settings.steps, stats="")
         for step in range(1, settings.steps + 1):
+            step_started = time.perf_counter()
             x_pos, cond = next(batches)
             x_pos = x_pos.to(device)
             cond = cond.to(device) if cond is not None else None
             n = x_pos.shape[0]
-            x0 = buffer.draw(n, x_pos) if buffer is not None else noise(n)
-            result = sampler.sample(energy, x0, cond=cond, keep_last_graph=needs_graph)
-            batch = TrainBatch(energy, x_pos, result.x, cond, result, buffer)
+            result = None
+            if needs_samples:
+                x0 = buffer.draw(n, x_pos) if buffer is not None else noise(n)
+                result = sampler.sample(energy, x0, cond=cond, keep_last_graph=needs_graph)
+            batch = TrainBatch(energy, x_pos, result.x if result else None, cond, result, buffer)
             total = torch.zeros((), device=device)
             metrics: dict[str, float] = {}
             for weight, name, loss in losses:
@@ -202,9 +208,10 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
             total.backward()
             if settings.grad_clip:
                 metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(energy.parameters(), settings.grad_clip))
-            e_pos, e_neg = float(batch.e_pos.detach().mean()), float(batch.e_neg.detach().mean())
+            e_pos = float(batch.e_pos.detach().mean())
+            e_neg = float(batch.e_neg.detach().mean()) if result else None
             loss_value = float(total.detach())
-            if not all(map(math.isfinite, (loss_value, e_pos, e_neg))):
+            if not all(map(math.isfinite, (loss_value, e_pos, 0.0 if e_neg is None else e_neg))):
                 raise TrainingDiverged(
                     f"training diverged at step {step}: loss {loss_value}, E+ {e_pos}, E- {e_neg} are not all finite; "
                     f"lower [optim].lr or the sampler's step size, or raise the energy_l2 weight"
@@ -219,30 +226,40 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
                 ema.update(energy)
             # After the losses, so that the buffer's samples (the entropy term's reference set)
             # are earlier chains, never the current ones themselves.
-            if buffer is not None:
+            if buffer is not None and result is not None:
                 buffer.push(result.x)
-            metrics.update({"loss": loss_value, "e_pos": e_pos, "e_neg": e_neg})
-            for key, values in result.trace.items():
+            train_seconds += time.perf_counter() - step_started
+            last_step = step
+            out_of_time = settings.time_limit_s is not None and train_seconds >= settings.time_limit_s
+            metrics.update({"loss": loss_value, "e_pos": e_pos, "train_s": train_seconds})
+            if e_neg is not None:
+                metrics["e_neg"] = e_neg
+            for key, values in (result.trace if result else {}).items():
                 if values:
                     metrics[f"sampler/{key}"] = values[-1]
             window_steps += 1
-            if step % settings.log_every == 0 or step == settings.steps:
+            if step % settings.log_every == 0 or step == settings.steps or out_of_time:
                 now = time.perf_counter()
                 metrics["steps_per_s"] = window_steps / max(now - window_start, 1e-9)
                 window_start, window_steps = now, 0
                 log.write(step, metrics)
-                stats = f"loss {loss_value:+.3f}  E+ {e_pos:+.3f}  E- {e_neg:+.3f}  {metrics['steps_per_s']:.1f} it/s"
+                stats = f"loss {loss_value:+.3f}  E+ {e_pos:+.3f}"
+                stats += f"  E- {e_neg:+.3f}" if e_neg is not None else ""
+                stats += f"  {metrics['steps_per_s']:.1f} it/s"
                 progress.update(task, stats=stats)
                 if not live:
                     console.print(f"step {step}/{settings.steps}  {stats}")
             progress.advance(task)
+            if out_of_time:
+                console.print(f"[train].time_limit_s = {settings.time_limit_s} reached after {step} updates")
+                break
             if settings.checkpoint_every and step % settings.checkpoint_every == 0:
                 save_checkpoint(out_dir, step, energy, recipe, ema, buffer, energy_spec)
             if step != settings.steps:
                 evaluate(step, only_due=True)
 
-    save_checkpoint(out_dir, settings.steps, energy, recipe, ema, buffer, energy_spec)
-    evaluate(settings.steps, only_due=False)
+    save_checkpoint(out_dir, last_step, energy, recipe, ema, buffer, energy_spec)
+    evaluate(last_step, only_due=False)
     elapsed = time.perf_counter() - started
-    log.write(settings.steps, {"wall_s": elapsed})
+    log.write(last_step, {"wall_s": elapsed, "train_s": train_seconds, "updates": last_step})
     return RunResult(out_dir, dict(log.latest))

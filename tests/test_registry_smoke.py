@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ebmkit.protocols import LossOutput, SampleResult, Scheduled, StepContext, TrainBatch
-from ebmkit.registry import default_registries
+from ebmkit.registry import ComponentSpec, default_registries
 
 #: Small parameters per component; a component missing here fails test_every_component_has_smoke_params.
 SMOKE = {
@@ -36,13 +36,16 @@ SMOKE = {
     ("evaluators", "curves"): {},
     ("datasets", "shapes"): {"size": 64, "image_size": 16},
     ("losses", "energy_l2"): {},
+    ("losses", "dcd_recovery"): {"sigma": 0.5, "steps": 2, "transition": {"name": "langevin", "step_size": 0.01}},
+    ("losses", "dcd_log_mean_exp"): {"num_particles": 2},
+    ("evaluators", "denoise"): {"num_samples": 8},
     ("optimizers", "adam"): {},
     ("evaluators", "density2d"): {"bins": 10, "num_test": 50, "num_samples": 0, "plot": False},
     **{("datasets", name): {"size": 64} for name in ("8gaussians", "25gaussians", "rings", "moons", "checkerboard", "pinwheel", "2spirals")},
 }
 #: Datasets that read files: tests/test_datasets.py runs them on files it writes.
 FILE_DATASETS = {"cifar10", "image_folder", "celebahq", "lsun_bedroom", "celeba_attributes"}
-IMAGE_ONLY = {("evaluators", "sample_grid"), ("datasets", "shapes"), ("transitions", "augment"), ("energies", "resnet_ebm"), ("energies", "resnet_ebm_128")}
+IMAGE_ONLY = {("evaluators", "sample_grid"), ("evaluators", "denoise"), ("datasets", "shapes"), ("transitions", "augment"), ("energies", "resnet_ebm"), ("energies", "resnet_ebm_128")}
 # The 128 px layout downsamples five times; instance norm needs more than one pixel left.
 IMAGE_SIDE = {("energies", "resnet_ebm_128"): 64}
 
@@ -57,6 +60,14 @@ def test_every_component_has_smoke_params():
     assert not missing, f"add smoke parameters for {missing}"
 
 
+def resolve_nested(kind, table, where):
+    """Checks a nested component table (e.g. a loss's transition) as a recipe would."""
+    table = dict(table)
+    entry = default_registries().get(kind, table.pop("name"))
+    values, problems = entry.check(table, where)
+    return ComponentSpec(entry, values or {}, where), problems
+
+
 def tiny_energy(image: bool):
     registries = default_registries()
     if image:
@@ -68,7 +79,7 @@ def tiny_energy(image: bool):
 def test_component_smoke(key, tmp_path):
     kind, name = key
     entry = default_registries().get(kind, name)
-    values, problems = entry.check(SMOKE[key], name)
+    values, problems = entry.check(SMOKE[key], name, resolve_nested)
     assert not problems
     image = key in IMAGE_ONLY
     torch.manual_seed(0)

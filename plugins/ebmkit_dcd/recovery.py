@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+import torch
+
+from ebmkit.params import component
+from ebmkit.protocols import LossOutput, StepContext, TrainBatch
+from ebmkit_dcd.kernels import GaussianKernel, sigma_fits_kernel
+
+
+@attrs.frozen(kw_only=True)
+class DCDRecovery:
+    """DCD, estimator A: contrastive divergence against samples of the recovery posterior.
+
+    Each data point x is diffused, y = αx + σε, and a short chain of ``transition`` (K =
+    ``steps`` steps, started at y/α) samples the recovery posterior
+    p_θ(x̃|y) ∝ exp(−U(x̃) − ‖y − αx̃‖²/(2σ²)). The loss is mean U(x) − mean U(x̃), x̃
+    detached: CD's form with the negatives drawn given the diffused data instead of from
+    p_θ, and so no sampler-gradient term. With exact posterior samples its gradient is that
+    of KL(p_d||p_θ) − KL(Q p_d||Q p_θ). The posterior is concentrated (scale ≈ σ/α), so
+    the transition's step size should be small against σ²; finite K biases the estimate.
+
+    The negatives never leave the loss: the recipe's sampler is not run for this term.
+    """
+
+    sigma: float = attrs.field(validator=sigma_fits_kernel)
+    transition: Any = component("transitions", default=attrs.NOTHING)
+    steps: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    kernel: Literal["ve", "vp"] = "ve"
+
+    needs_graph = False
+    needs_samples = False
+
+    def recover(self, energy, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Posterior samples x̃ ~ p_θ(x̃|y), y the diffused ``x``; detached."""
+        kernel = GaussianKernel(self.kernel, self.sigma)
+        y = kernel.diffuse(x)
+        posterior = energy + kernel.tether(y)
+        x_tilde = y / kernel.alpha
+        for k in range(self.steps):
+            x_tilde = self.transition.step(posterior, x_tilde, StepContext(k, self.steps, cond)).x
+        return x_tilde.detach()
+
+    def __call__(self, energy, batch: TrainBatch) -> LossOutput:
+        x_tilde = self.recover(energy, batch.x_pos, batch.cond)
+        e_data = batch.e_pos_total.mean()
+        e_recovered = energy(x_tilde, batch.cond).mean()
+        shift = (x_tilde - batch.x_pos).flatten(1).norm(dim=1).mean()
+        metrics = {"dcd/e_recovered": float(e_recovered.detach()), "dcd/recovery_distance": float(shift)}
+        return LossOutput(e_data - e_recovered, metrics)
