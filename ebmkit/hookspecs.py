@@ -105,7 +105,9 @@ def ebmkit_register_losses(register: Register) -> None:
 
     The factory returns a :class:`ebmkit.protocols.Loss`: a callable
     ``loss(energy, batch) -> LossOutput`` with a ``needs_graph`` attribute that asks the
-    sampler to redo its last step with the autograd graph kept.
+    sampler to redo its last step with the autograd graph kept, and optionally
+    ``needs_samples = False`` for a term that uses no negative samples (when no term needs
+    them, the runner does not run the sampler).
 
     Context keywords: none.
 

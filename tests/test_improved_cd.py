@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import copy
 
 import pytest
@@ -118,6 +119,21 @@ def test_entropy_gradient_pushes_the_kl_samples_apart():
     after = nearest(x.detach() - 1e-3 * grad)  # a gradient step on the loss (weight > 0)
     assert torch.all(after > before)
     assert out.value.item() == pytest.approx(-torch.log(before).mean().item())
+
+
+def test_entropy_distance_is_exact_for_close_points_far_from_the_origin():
+    """A pair 1e-3 apart at |x| ≈ 3: the matmul form of cdist cancels to 0 there (log 0 = -inf)."""
+    torch.manual_seed(0)
+    reference = torch.randn(200, 2) * 0.5 + 3.0
+    buffer = ReplayBuffer(capacity=200, noise=lambda n: torch.zeros(n, 2))
+    buffer.push(reference)
+    x = (reference[:64] + torch.tensor([1e-3, 0.0])).requires_grad_(True)
+    batch = TrainBatch(None, x, x, None, SampleResult(x.detach(), {}, x), buffer)
+    out = NearestNeighbourEntropy(num_reference=200, min_buffer=0)(None, batch)
+    (grad,) = torch.autograd.grad(out.value, x)
+    # Drawn with replacement, the reference set holds most of the points; each x is 1e-3 from its own.
+    assert math.isfinite(out.value.item()) and torch.isfinite(grad).all()
+    assert out.value.item() < -math.log(1e-4)
 
 
 def test_entropy_term_waits_for_the_buffer_to_fill():

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 
 from ebmkit.recipe import load
 from ebmkit.runner import train
+from ebmkit_toy.densities import DENSITIES
 from tests.conftest import RECIPES
 
+def data_name(path) -> str:
+    return tomllib.loads(path.read_text())["data"]["name"]
+
+
 # The quickstart and the Gaussian recipes are trained in test_training.py and test_gaussian.py.
-IMAGE_RECIPES = sorted(
-    p for p in RECIPES.glob("*.toml") if p.name != "quickstart.toml" and not p.name.startswith(("rbm_", "gaussian_"))
-)
+TWO_D_RECIPES = sorted(p for p in RECIPES.glob("*.toml") if data_name(p) in DENSITIES and p.name != "quickstart.toml")
 RBM_RECIPES = sorted(RECIPES.glob("rbm_*.toml"))
+IMAGE_RECIPES = sorted(
+    p for p in RECIPES.glob("*.toml")
+    if p not in TWO_D_RECIPES and p not in RBM_RECIPES and p.name != "quickstart.toml" and not p.name.startswith("gaussian_")
+)
 
 
 def smoke_overrides(path) -> list[str]:
@@ -25,9 +33,13 @@ def smoke_overrides(path) -> list[str]:
         "run.device=cpu",
         f'data={{name = "shapes", size = 64, image_size = {side}{label}}}',
         "energy.width=8", "sampler.steps=2", "train.steps=2", "train.batch_size=8", "train.log_every=1",
-        "buffer.capacity=32", "evaluators.0.num_samples=4", "evaluators.0.nrow=2",
     ]
-    recipe = load(path)  # only to find where the entropy term sits
+    recipe = load(path)  # only to find where the buffer, the entropy term and the evaluators sit
+    if recipe.one("buffer") is not None:
+        overrides.append("buffer.capacity=32")
+    for index, spec in enumerate(recipe.many("evaluators")):
+        if spec.entry.name in ("sample_grid", "denoise"):
+            overrides += [f"evaluators.{index}.num_samples=4", f"evaluators.{index}.nrow=2"]
     for index, spec in enumerate(recipe.many("losses")):
         if spec.entry.name == "nn_entropy":
             overrides += [f"losses.{index}.min_buffer=0", f"losses.{index}.num_reference=4"]
@@ -56,3 +68,13 @@ def test_rbm_recipe_smoke_pass(path, tmp_path, registries):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     likelihoods = [r["rbm_likelihood/log_likelihood"] for r in rows if "rbm_likelihood/log_likelihood" in r]
     assert len(likelihoods) == 2 and all(ll < 0 for ll in likelihoods)
+
+
+@pytest.mark.parametrize("path", TWO_D_RECIPES, ids=lambda p: p.stem)
+def test_2d_recipe_smoke_pass(path, tmp_path, registries):
+    overrides = ["train.steps=3", "train.log_every=1", 'evaluators=[{name = "density2d", bins = 20, num_test = 100, plot = false}]']
+    recipe = load(path, overrides, registries)
+    result = train(recipe, tmp_path, live=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+    assert result.metrics["density2d/grid_kl"] > 0

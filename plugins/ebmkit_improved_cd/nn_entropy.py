@@ -36,6 +36,9 @@ class NearestNeighbourEntropy:
         reference = buffer.sample(self.num_reference, dtype=x.dtype, device=x.device)
         if self.clamp is not None:
             x = x.clamp(*self.clamp)
-        distance = torch.cdist(x.flatten(1), reference.flatten(1)).min(dim=1).values
+        # Differences, not cdist's default |a|² + |b|² − 2a·b: that cancels catastrophically for
+        # close points in float32, returns 0 for a pair 1e-3 apart, and log 0 ends the run.
+        distance = torch.cdist(x.flatten(1), reference.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
+        distance = distance.min(dim=1).values
         value = -torch.log(distance).mean()
         return LossOutput(value, {"nn_entropy/active": 1.0, "nn_entropy/log_nn_distance": float(-value.detach())})
