@@ -94,6 +94,20 @@ def test_log_mean_exp_value_is_dcd_up_to_the_known_constant(kernel_kind, sigma):
     assert float(value.detach()) - math.log(m) + offset == pytest.approx(float(exact_dcd(model, kernel).detach()), abs=0.03)
 
 
+def test_recovery_energy_l2_adds_the_squared_energies():
+    model, x = gaussian_model(), torch.randn(64, 2)
+    values = []
+    for weight in (0.0, 0.5):
+        torch.manual_seed(4)
+        loss = DCDRecovery(sigma=0.5, steps=3, transition=MALA(step_size=0.01), energy_l2=weight)
+        values.append(float(loss(model, TrainBatch(model, x, None, None, None, None)).value))
+    torch.manual_seed(4)
+    x_tilde = DCDRecovery(sigma=0.5, steps=3, transition=MALA(step_size=0.01)).recover(model, x)
+    with torch.no_grad():
+        expected = 0.5 * ((model(x) ** 2).mean() + (model(x_tilde) ** 2).mean())
+    assert values[1] - values[0] == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_kernels_diffuse_with_the_stated_moments():
     x = torch.randn(200000, 2, generator=torch.Generator().manual_seed(0)) * 0.5 + 1.0
     torch.manual_seed(1)  # not 0: the kernel's noise must be independent of x

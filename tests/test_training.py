@@ -58,3 +58,14 @@ def test_energy_bound_guard(tmp_path, registries):
     recipe = load(RECIPES / "quickstart.toml", ["train.energy_bound=1e-6", "train.steps=5", "evaluators=[]", "data.size=2048"], registries)
     with pytest.raises(TrainingDiverged, match=r"exceeds \[train\].energy_bound"):
         train(recipe, tmp_path, live=False)
+
+
+def test_time_limit_stops_training_and_still_checkpoints_and_evaluates(tmp_path, registries):
+    overrides = ["train.steps=100000", "train.time_limit_s=0.5", "data.size=2048", "evaluators.0.plot=false"]
+    recipe = load(RECIPES / "quickstart.toml", overrides, registries)
+    result = train(recipe, tmp_path, live=False)
+    updates = int(result.metrics["updates"])
+    assert 1 <= updates < 100000 and result.metrics["train_s"] >= 0.5
+    assert (tmp_path / "checkpoints" / f"step_{updates:07d}" / "energy.safetensors").exists()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["step"] == updates and "density2d/grid_kl" in r for r in rows)  # the final evaluation ran

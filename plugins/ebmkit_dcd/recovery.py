@@ -21,6 +21,8 @@ class DCDRecovery:
     p_θ, and so no sampler-gradient term. With exact posterior samples its gradient is that
     of KL(p_d||p_θ) − KL(Q p_d||Q p_θ). The posterior is concentrated (scale ≈ σ/α), so
     the transition's step size should be small against σ²; finite K biases the estimate.
+    ``energy_l2`` adds λ·(mean U(x)² + mean U(x̃)²), the regulariser CD recipes use: when the
+    posterior chains cannot follow a sharpening energy, nothing else bounds it.
 
     The negatives never leave the loss: the recipe's sampler is not run for this term.
     """
@@ -29,6 +31,7 @@ class DCDRecovery:
     transition: Any = component("transitions", default=attrs.NOTHING)
     steps: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     kernel: Literal["ve", "vp"] = "ve"
+    energy_l2: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
 
     needs_graph = False
     needs_samples = False
@@ -45,8 +48,10 @@ class DCDRecovery:
 
     def __call__(self, energy, batch: TrainBatch) -> LossOutput:
         x_tilde = self.recover(energy, batch.x_pos, batch.cond)
-        e_data = batch.e_pos_total.mean()
-        e_recovered = energy(x_tilde, batch.cond).mean()
+        e_data, e_recovered = batch.e_pos_total, energy(x_tilde, batch.cond)
+        value = e_data.mean() - e_recovered.mean()
+        if self.energy_l2:
+            value = value + self.energy_l2 * ((e_data**2).mean() + (e_recovered**2).mean())
         shift = (x_tilde - batch.x_pos).flatten(1).norm(dim=1).mean()
-        metrics = {"dcd/e_recovered": float(e_recovered.detach()), "dcd/recovery_distance": float(shift)}
-        return LossOutput(e_data - e_recovered, metrics)
+        metrics = {"dcd/e_recovered": float(e_recovered.detach().mean()), "dcd/recovery_distance": float(shift)}
+        return LossOutput(value, metrics)
