@@ -147,6 +147,8 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
     ema = EMA(energy, settings.ema) if settings.ema is not None else None
     needs_graph = max((int(getattr(loss, "needs_graph", 0)) for _, _, loss in losses), default=0)
     needs_samples = any(getattr(loss, "needs_samples", True) for _, _, loss in losses)
+    if buffer is not None and not needs_samples:
+        console.print("[yellow]warning:[/] [buffer] is never used: no loss term of this recipe needs negative samples")
 
     used = {spec.where: {"name": spec.entry.name, "plugin": spec.entry.plugin, "distribution": spec.entry.distribution}
             for specs in recipe.components.values() for spec in specs}
@@ -192,11 +194,11 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
             x_pos = x_pos.to(device)
             cond = cond.to(device) if cond is not None else None
             n = x_pos.shape[0]
-            result = None
+            result = None  # stays None when no loss term needs negative samples
             if needs_samples:
                 x0 = buffer.draw(n, x_pos) if buffer is not None else noise(n)
                 result = sampler.sample(energy, x0, cond=cond, keep_last_graph=needs_graph)
-            batch = TrainBatch(energy, x_pos, result.x if result else None, cond, result, buffer)
+            batch = TrainBatch(energy, x_pos, None if result is None else result.x, cond, result, buffer)
             total = torch.zeros((), device=device)
             metrics: dict[str, float] = {}
             for weight, name, loss in losses:
@@ -209,9 +211,13 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
             if settings.grad_clip:
                 metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(energy.parameters(), settings.grad_clip))
             e_pos = float(batch.e_pos.detach().mean())
-            e_neg = float(batch.e_neg.detach().mean()) if result else None
+            e_neg = None if result is None else float(batch.e_neg.detach().mean())
             loss_value = float(total.detach())
             if not all(map(math.isfinite, (loss_value, e_pos, 0.0 if e_neg is None else e_neg))):
+                if e_neg is None:
+                    raise TrainingDiverged(
+                        f"training diverged at step {step}: loss {loss_value}, E+ {e_pos} are not all finite; lower [optim].lr"
+                    )
                 raise TrainingDiverged(
                     f"training diverged at step {step}: loss {loss_value}, E+ {e_pos}, E- {e_neg} are not all finite; "
                     f"lower [optim].lr or the sampler's step size, or raise the energy_l2 weight"
@@ -228,13 +234,15 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
             # are earlier chains, never the current ones themselves.
             if buffer is not None and result is not None:
                 buffer.push(result.x)
+            if device.type == "cuda":  # count the queued GPU work in this step's time, not the next evaluation's
+                torch.cuda.synchronize(device)
             train_seconds += time.perf_counter() - step_started
             last_step = step
             out_of_time = settings.time_limit_s is not None and train_seconds >= settings.time_limit_s
             metrics.update({"loss": loss_value, "e_pos": e_pos, "train_s": train_seconds})
             if e_neg is not None:
                 metrics["e_neg"] = e_neg
-            for key, values in (result.trace if result else {}).items():
+            for key, values in ({} if result is None else result.trace).items():
                 if values:
                     metrics[f"sampler/{key}"] = values[-1]
             window_steps += 1
