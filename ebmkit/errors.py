@@ -25,9 +25,11 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
 
 
 def singular(kind: str) -> str:
-    """``energies`` -> ``energy``, ``samplers`` -> ``sampler``."""
+    """``energies`` -> ``energy``, ``samplers`` -> ``sampler``, ``losses`` -> ``loss``."""
     if kind.endswith("ies"):
         return kind[:-3] + "y"
+    if kind.endswith("sses"):
+        return kind[:-2]
     return kind[:-1] if kind.endswith("s") else kind
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from ebmkit.errors import RecipeProblem, did_you_mean
+from ebmkit.errors import RecipeProblem, did_you_mean, singular
 
 
 #: Metadata key of a parameter whose value is itself a component (a nested table with a name).
@@ -203,5 +203,7 @@ def describe(spec: type) -> list[tuple[str, str, str]]:
             default = repr(f.default.factory())
         else:
             default = repr(f.default)
-        rows.append((f.name, type_name(types_.get(f.name)), default))
+        kind = f.metadata.get(COMPONENT_KEY)
+        shown = f"a {singular(kind)} table" if kind else type_name(types_.get(f.name))
+        rows.append((f.name, shown, default))
     return rows

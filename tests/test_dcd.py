@@ -215,3 +215,10 @@ def test_the_posterior_transition_is_required_and_checked_like_any_component(reg
         validate(data, registries=registries)
     with pytest.raises(RecipeError, match=r"transition\.step_siz"):
         load(RECIPES / "dcd_recovery_8gaussians.toml", ["losses[0].transition.step_siz=0.1"], registries)
+
+
+def test_a_vp_kernel_with_sigma_of_1_or_more_is_a_recipe_error(registries):
+    from ebmkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"losses\[0\]: invalid parameters for loss 'dcd_log_mean_exp'.*sigma < 1"):
+        load(RECIPES / "dcd_8gaussians.toml", ["losses[0].kernel=vp", "losses[0].sigma=1.0"], registries)
