@@ -148,7 +148,7 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
     needs_graph = max((int(getattr(loss, "needs_graph", 0)) for _, _, loss in losses), default=0)
     needs_samples = any(getattr(loss, "needs_samples", True) for _, _, loss in losses)
     if buffer is not None and not needs_samples:
-        console.print("[yellow]warning:[/] [buffer] is never used: no loss term of this recipe needs negative samples")
+        console.print("[yellow]warning:[/] \\[buffer] is never used: no loss term of this recipe needs negative samples")
 
     used = {spec.where: {"name": spec.entry.name, "plugin": spec.entry.plugin, "distribution": spec.entry.distribution}
             for specs in recipe.components.values() for spec in specs}
@@ -259,7 +259,7 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
                     console.print(f"step {step}/{settings.steps}  {stats}")
             progress.advance(task)
             if out_of_time:
-                console.print(f"[train].time_limit_s = {settings.time_limit_s} reached after {step} updates")
+                console.print(f"\\[train].time_limit_s = {settings.time_limit_s} reached after {step} updates")
                 break
             if settings.checkpoint_every and step % settings.checkpoint_every == 0:
                 save_checkpoint(out_dir, step, energy, recipe, ema, buffer, energy_spec)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 import safetensors.torch
 import torch
+from rich.console import Console
 
 from ebmkit.errors import TrainingDiverged
 from ebmkit.recipe import load
@@ -63,7 +65,9 @@ def test_energy_bound_guard(tmp_path, registries):
 def test_time_limit_stops_training_and_still_checkpoints_and_evaluates(tmp_path, registries):
     overrides = ["train.steps=100000", "train.time_limit_s=0.5", "data.size=2048", "evaluators.0.plot=false"]
     recipe = load(RECIPES / "quickstart.toml", overrides, registries)
-    result = train(recipe, tmp_path, live=False)
+    printed = io.StringIO()
+    result = train(recipe, tmp_path, console=Console(file=printed, width=200), live=False)
+    assert "[train].time_limit_s = 0.5 reached after" in printed.getvalue()
     updates = int(result.metrics["updates"])
     assert 1 <= updates < 100000 and result.metrics["train_s"] >= 0.5
     assert (tmp_path / "checkpoints" / f"step_{updates:07d}" / "energy.safetensors").exists()
