@@ -214,13 +214,11 @@ def train(recipe: Recipe, out_dir: Path, *, console: Console | None = None, live
             e_neg = None if result is None else float(batch.e_neg.detach().mean())
             loss_value = float(total.detach())
             if not all(map(math.isfinite, (loss_value, e_pos, 0.0 if e_neg is None else e_neg))):
-                if e_neg is None:
-                    raise TrainingDiverged(
-                        f"training diverged at step {step}: loss {loss_value}, E+ {e_pos} are not all finite; lower [optim].lr"
-                    )
+                sampled = "" if e_neg is None else f", E- {e_neg}"
+                hint = "" if e_neg is None else " or the sampler's step size, or raise the energy_l2 weight"
                 raise TrainingDiverged(
-                    f"training diverged at step {step}: loss {loss_value}, E+ {e_pos}, E- {e_neg} are not all finite; "
-                    f"lower [optim].lr or the sampler's step size, or raise the energy_l2 weight"
+                    f"training diverged at step {step}: loss {loss_value}, E+ {e_pos}{sampled} are not all finite; "
+                    f"lower [optim].lr{hint}"
                 )
             if settings.energy_bound is not None and abs(e_pos) > settings.energy_bound:
                 raise TrainingDiverged(

@@ -100,3 +100,14 @@ def test_celeba_attribute_is_chosen_by_name(tmp_path, registries):
     assert [int(data[i][1]) for i in range(4)] == [0, 1, 1, 0] and data.num_classes == 2
     with pytest.raises(EbmkitError, match="did you mean 'Smiling'"):
         build({"root": str(tmp_path), "attribute": "Smilling"})
+
+
+def test_stack_samples_batches_samples_and_keeps_labels_apart():
+    from ebmkit.data import stack_samples
+
+    labelled = Shapes(size=16, image_size=8, label="color", dequantize=False)
+    x, labels = stack_samples(labelled, [3, 5, 7])
+    assert x.shape == (3, 3, 8, 8) and torch.equal(x[1], labelled[5][0])
+    assert labels.tolist() == [int(labelled[i][1]) for i in (3, 5, 7)]
+    x, labels = stack_samples(Shapes(size=16, image_size=8, dequantize=False), [0, 1])
+    assert x.shape == (2, 3, 8, 8) and labels is None

@@ -6,6 +6,7 @@ import attrs
 import torch
 
 from ebmkit import EbmkitError, energy_and_grad
+from ebmkit.data import stack_samples
 from ebmkit.protocols import EvalContext
 
 
@@ -55,11 +56,9 @@ class Denoise:
         torch.manual_seed(0)
         count = min(self.num_samples, len(ctx.dataset))
         indices = torch.linspace(0, len(ctx.dataset) - 1, count).long().tolist()
-        items = [ctx.dataset[i] for i in indices]
-        clean = torch.stack([item[0] if isinstance(item, tuple | list) else item for item in items]).to(ctx.device)
-        cond = None
-        if isinstance(items[0], tuple | list) and getattr(ctx.dataset, "num_classes", None):
-            cond = torch.as_tensor([int(item[1]) for item in items], device=ctx.device)
+        clean, labels = stack_samples(ctx.dataset, indices)
+        clean = clean.to(ctx.device)
+        cond = labels.to(ctx.device) if labels is not None and getattr(ctx.dataset, "num_classes", None) else None
         # Its own stream for the noise: a dataset drawn from seed 0 must not get its own samples back as noise.
         noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(NOISE_SEED)).to(ctx.device)
         noisy = clean + self.sigma * noise

@@ -4,6 +4,7 @@ import attrs
 import torch
 
 from ebmkit import EbmkitError
+from ebmkit.data import stack_samples
 from ebmkit.protocols import EvalContext
 from ebmkit_rbm.likelihood import MAX_ENUMERATED, ais_log_z, exact_log_z
 
@@ -23,8 +24,7 @@ class RBMLikelihood:
         exact = min(rbm.num_visible, rbm.num_hidden) <= MAX_ENUMERATED
         log_z = exact_log_z(rbm) if exact else ais_log_z(rbm, chains=self.ais_chains, betas=self.ais_betas)
         n = min(self.num_data, len(ctx.dataset))
-        items = [ctx.dataset[i] for i in range(n)]
-        v = torch.stack([item[0] if isinstance(item, tuple | list) else item for item in items]).to(ctx.device)
+        v = stack_samples(ctx.dataset, range(n))[0].to(ctx.device)
         with torch.no_grad():
             log_likelihood = float((-rbm(v)).double().mean()) - log_z
         return {"log_likelihood": log_likelihood, "log_z": log_z, "exact": float(exact)}

@@ -10,16 +10,19 @@ from ebmkit.protocols import EvalContext
 from ebmkit_toy.densities import Grid
 
 
+def energies(energy, points: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """E at many points, in chunks, without a graph: float64 on the CPU."""
+    with torch.no_grad():
+        return torch.cat([energy(chunk.float().to(device)) for chunk in points.split(4096)]).double().cpu()
+
+
 def grid_metrics(energy, density, grid: Grid, test_points: torch.Tensor, device: torch.device) -> dict[str, float]:
     """Exact metrics of the model normalised on the grid, against the true density.
 
     The model's probability of a cell is softmax(−E) over the cell centres (log Z by
     logsumexp times the cell area); nothing is sampled.
     """
-    centers = grid.centers()
-    with torch.no_grad():
-        e_grid = torch.cat([energy(chunk.float().to(device)) for chunk in centers.split(4096)]).double().cpu()
-        e_test = torch.cat([energy(chunk.to(device)) for chunk in test_points.split(4096)]).double().cpu()
+    e_grid, e_test = energies(energy, grid.centers(), device), energies(energy, test_points, device)
     log_model = -e_grid - torch.logsumexp(-e_grid, 0)
     log_data = density.grid_log_mass(grid)
     p_data = log_data.exp()
@@ -63,8 +66,7 @@ class Density2DEvaluator:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        with torch.no_grad():
-            e = torch.cat([ctx.energy(c.float().to(ctx.device)) for c in grid.centers().split(4096)]).double().cpu()
+        e = energies(ctx.energy, grid.centers(), ctx.device)
         density = torch.softmax(-e, 0).reshape(grid.bins, grid.bins) / grid.cell_area
         extent = (grid.low, grid.high, grid.low, grid.high)
         fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
