@@ -50,14 +50,12 @@ def run_method(recipe_file: str, density: str, budget: float, seed: int, out_dir
         'evaluators=[{name = "density2d", every = 100, plot = false}]',
     ]
     recipe = load(RECIPES / recipe_file, overrides)
-    train(recipe, out_dir, console=Console(quiet=True), live=False)
+    final = train(recipe, out_dir, console=Console(quiet=True), live=False).metrics  # the latest value of each
     lines = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     train_s = {line["step"]: line["train_s"] for line in lines if "train_s" in line}
     curve = [(train_s.get(line["step"], 0.0), line["density2d/grid_kl"]) for line in lines if "density2d/grid_kl" in line]
-    final = [line for line in lines if "density2d/grid_kl" in line][-1]
-    summary = [line for line in lines if "updates" in line][-1]
     return {
-        "updates": int(summary["updates"]), "train_s": summary["train_s"], "kl": final["density2d/grid_kl"],
+        "updates": int(final["updates"]), "train_s": final["train_s"], "kl": final["density2d/grid_kl"],
         "nll": final["density2d/grid_nll"], "nll_true": final["density2d/grid_nll_true"], "curve": curve,
         "energy": ebmkit.load(out_dir),
     }

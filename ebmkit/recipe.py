@@ -159,6 +159,16 @@ def _check_settings(cls: type, table: Any, where: str) -> tuple[Any, list[Recipe
     return (cls(**values) if values is not None else None), problems
 
 
+def nested_resolver(registries: Registries) -> params_.Resolver:
+    """Checks a nested component table (e.g. ``[buffer.on_draw]``) as a recipe does:
+    ``resolve(kind, table, where)`` returns its ComponentSpec and the problems found."""
+
+    def resolve(kind: str, table: Any, where: str) -> tuple[ComponentSpec | None, list[RecipeProblem]]:
+        return _check_component(TableKind(where, kind, False, True), table, where, registries)
+
+    return resolve
+
+
 def _check_component(
     kind: TableKind, table: Any, where: str, registries: Registries
 ) -> tuple[ComponentSpec | None, list[RecipeProblem]]:
@@ -184,10 +194,7 @@ def _check_component(
             continue
         if minimum is not None and core[key] < minimum:
             problems.append(RecipeProblem(f"{where}.{key}", f"must be at least {minimum}, got {core[key]}"))
-    def resolve(nested_kind: str, value: Any, nested_where: str):
-        return _check_component(TableKind(nested_where, nested_kind, False, True), value, nested_where, registries)
-
-    values, param_problems = entry.check(table, where, resolve)
+    values, param_problems = entry.check(table, where, nested_resolver(registries))
     problems += param_problems
     if problems:
         return None, problems

@@ -13,6 +13,7 @@ from ebmkit.runner import train
 from ebmkit_toy.densities import DENSITIES
 from tests.conftest import RECIPES
 
+
 def data_name(path) -> str:
     return tomllib.loads(path.read_text())["data"]["name"]
 

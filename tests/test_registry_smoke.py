@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ebmkit.protocols import LossOutput, SampleResult, Scheduled, StepContext, TrainBatch
-from ebmkit.registry import ComponentSpec, default_registries
+from ebmkit.recipe import nested_resolver
+from ebmkit.registry import default_registries
 
 #: Small parameters per component; a component missing here fails test_every_component_has_smoke_params.
 SMOKE = {
@@ -60,14 +61,6 @@ def test_every_component_has_smoke_params():
     assert not missing, f"add smoke parameters for {missing}"
 
 
-def resolve_nested(kind, table, where):
-    """Checks a nested component table (e.g. a loss's transition) as a recipe would."""
-    table = dict(table)
-    entry = default_registries().get(kind, table.pop("name"))
-    values, problems = entry.check(table, where)
-    return ComponentSpec(entry, values or {}, where), problems
-
-
 def tiny_energy(image: bool):
     registries = default_registries()
     if image:
@@ -79,7 +72,7 @@ def tiny_energy(image: bool):
 def test_component_smoke(key, tmp_path):
     kind, name = key
     entry = default_registries().get(kind, name)
-    values, problems = entry.check(SMOKE[key], name, resolve_nested)
+    values, problems = entry.check(SMOKE[key], name, nested_resolver(default_registries()))
     assert not problems
     image = key in IMAGE_ONLY
     torch.manual_seed(0)
