@@ -7,6 +7,7 @@ from ebmkit._hookimpl import hookimpl
 from ebmkit.checkpoint import load
 from ebmkit.energy import Energy, disjunction, energy_and_grad
 from ebmkit.errors import EbmkitError, RecipeError, UnknownComponentError
+from ebmkit.registry import create, list_components
 from ebmkit.registry import default_registries as registries
 from ebmkit.sampling import sample
 
@@ -17,9 +18,11 @@ __all__ = [
     "EbmkitError",
     "RecipeError",
     "UnknownComponentError",
+    "create",
     "disjunction",
     "energy_and_grad",
     "hookimpl",
+    "list_components",
     "load",
     "registries",
     "sample",

@@ -11,13 +11,10 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from ebmkit.console import console, escape, out
 from ebmkit.errors import EbmkitError
-
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True)
 
 
 class UserError(click.ClickException):
@@ -34,7 +31,7 @@ class EbmkitGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EbmkitError as exc:
-            raise UserError(_escape(str(exc))) from None
+            raise UserError(escape(str(exc))) from None
 
     def _with_plugins(self, ctx: click.Context) -> None:
         if getattr(self, "_plugins_added", False):
@@ -43,7 +40,7 @@ class EbmkitGroup(click.Group):
         try:
             _registries().pm.hook.ebmkit_register_commands(cli=self)
         except EbmkitError as exc:
-            raise UserError(_escape(str(exc))) from None
+            raise UserError(escape(str(exc))) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._with_plugins(ctx)
@@ -55,10 +52,6 @@ class EbmkitGroup(click.Group):
             self._with_plugins(ctx)
             command = super().get_command(ctx, name)
         return command
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
 
 
 _warned = False
@@ -73,7 +66,7 @@ def _registries():
     if not _warned:
         _warned = True
         for name, error in sorted(registries.failures.items()):
-            console.print(f"[yellow]warning:[/] plugin {name!r} failed to load: {_escape(error)} (see 'ebmkit plugins')", soft_wrap=True)
+            console.print(f"[yellow]warning:[/] plugin {name!r} failed to load: {escape(error)} (see 'ebmkit plugins')", soft_wrap=True)
     return registries
 
 
@@ -95,12 +88,13 @@ def _load(recipe: str, overrides: tuple[str, ...]):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: a new folder under runs/).")
 def run(recipe: str, overrides: tuple[str, ...], out_dir: str | None) -> None:
     """Train from a TOML recipe and write a run folder."""
-    from ebmkit.runner import default_out_dir, train
+    from ebmkit.loop import train
+    from ebmkit.run import default_out_dir
 
     loaded = _load(recipe, overrides)
     folder = Path(out_dir) if out_dir else default_out_dir(loaded)
     console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
-    result = train(loaded, folder, console=console)
+    result = train(loaded, folder, console=console, registries=_registries())
     shown = {k: round(v, 4) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
     console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")
 
@@ -109,22 +103,33 @@ def run(recipe: str, overrides: tuple[str, ...], out_dir: str | None) -> None:
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value (repeatable).")
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Check a recipe without running it; report every problem."""
+    """Check a recipe without running it: every name and parameter, then build every component
+    (on the CPU, with the real data); report every problem."""
+    from ebmkit.build import build
+    from ebmkit.run import usable_device
+
     loaded = _load(recipe, overrides)
-    count = sum(len(v) for v in loaded.components.values())
-    out.print(f"{recipe}: OK ({count} components)")
+    components = build(loaded, "cpu")
+    count = sum(1 for _ in loaded.specs())
+    for warning in components.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    try:
+        usable_device(loaded.run)
+    except EbmkitError as exc:
+        console.print(f"[yellow]note:[/] {escape(str(exc))}; it built on the CPU")
+    out.print(f"{recipe}: OK ({count} components built)")
 
 
 @cli.command("list")
 @click.argument("kind", required=False)
 @click.argument("pattern", required=False, default="*")
-@click.option("--params", "show_params", is_flag=True, help="Show each component's parameters.")
+@click.option("--params", "show_params", is_flag=True, help="Show each component's parameters, requirements and what it provides.")
 def list_(kind: str | None, pattern: str, show_params: bool) -> None:
     """List registered components: name, plugin and summary (KIND: energies, samplers, ...)."""
     from ebmkit import params as params_
 
     registries = _registries()
-    kinds = [kind] if kind else list(registries)
+    kinds = [registries[kind].kind.name] if kind else list(registries)
     for k in kinds:
         entries = registries[k].find(pattern)
         table = Table(title=k, title_justify="left", show_edge=False, pad_edge=False)
@@ -135,16 +140,19 @@ def list_(kind: str | None, pattern: str, show_params: bool) -> None:
             if show_params:
                 rows = params_.describe(entry.params)
                 summary += "".join(f"\n  {n}: {t} = {d}" for n, t, d in rows)
+                summary += f"\n  requires: {', '.join(entry.requires)}" if entry.requires else ""
+                summary += f"\n  provides: {', '.join(entry.provides)}" if entry.provides else ""
             aliases = f" ({', '.join(entry.aliases)})" if entry.aliases else ""
-            table.add_row(entry.name + aliases, entry.plugin, summary)
+            table.add_row(entry.name + aliases, entry.plugin, escape(summary))
         out.print(table)
         out.print()
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(as_json: bool) -> None:
-    """Show the loaded plugins, their distributions, and any that failed to load."""
+@click.option("--traceback", "show_traceback", is_flag=True, help="Show the full traceback of plugins that failed to import.")
+def plugins(as_json: bool, show_traceback: bool) -> None:
+    """Show the loaded plugins, their distributions, and every plugin that failed to load, and why."""
     registries = _registries()
     rows = []
     for name, info in sorted(registries.pm.infos.items()):
@@ -153,6 +161,7 @@ def plugins(as_json: bool) -> None:
         rows.append({
             "name": name, "distribution": info.distribution, "version": info.version, "module": info.value,
             "components": {k: v for k, v in counts.items() if v}, "error": error,
+            "traceback": info.traceback if show_traceback else None,
         })
     if as_json:
         out.print_json(data=rows)
@@ -162,9 +171,12 @@ def plugins(as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         provided = ", ".join(f"{v} {k}" for k, v in row["components"].items())
-        status = f"[red]failed: {_escape(row['error'])}[/]" if row["error"] else provided
+        status = f"[red]failed: {escape(row['error'])}[/]" if row["error"] else provided
         table.add_row(row["name"], f"{row['distribution']} {row['version']}", row["module"], status)
     out.print(table)
+    for row in rows:
+        if row["traceback"]:
+            out.print(f"\n[bold]{row['name']}[/]\n{escape(row['traceback'])}")
 
 
 def main() -> None:

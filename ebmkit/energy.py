@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ebmkit.errors import EbmkitError
+from ebmkit.protocols import MultiScale
 
 Tensor = torch.Tensor
 
@@ -48,9 +49,15 @@ class Energy(nn.Module):
 
     label: str | None = None
 
-    def __call__(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        energy = super().__call__(x, cond)
-        if energy.dim() != 1 or energy.shape[0] != x.shape[0]:
+    def __call__(self, x: Tensor, cond: Tensor | None = None, **kwargs) -> Tensor:
+        energy = super().__call__(x, cond, **kwargs)
+        if kwargs.get("per_scale"):  # a multi-scale energy's scales apart: (B, S)
+            if energy.dim() != 2 or energy.shape[0] != x.shape[0]:
+                raise EnergyShapeError(
+                    f"{type(self).__name__} returned scale energies of shape {tuple(energy.shape)} for a batch of "
+                    f"{x.shape[0]}; with per_scale=True an energy must return shape ({x.shape[0]}, num_scales)"
+                )
+        elif energy.dim() != 1 or energy.shape[0] != x.shape[0]:
             raise EnergyShapeError(
                 f"{type(self).__name__} returned energies of shape {tuple(energy.shape)} for a batch of "
                 f"{x.shape[0]}; an energy must return one value per sample, shape ({x.shape[0]},)"
@@ -68,9 +75,15 @@ class Energy(nn.Module):
 
     # -- algebra -----------------------------------------------------------------------
     def __add__(self, other: object) -> Energy:
-        if not isinstance(other, Energy):
+        if not isinstance(other, nn.Module):
             return NotImplemented
         return SumEnergy([self, other])
+
+    def __radd__(self, other: object) -> Energy:
+        # A module that is not an Energy (an energy wrapped by a device strategy) on the left.
+        if not isinstance(other, nn.Module):
+            return NotImplemented
+        return SumEnergy([other, self])
 
     def __sub__(self, other: object) -> Energy:
         if not isinstance(other, Energy):
@@ -117,6 +130,10 @@ def _is_scalar(value: object) -> bool:
     return isinstance(value, Tensor) and value.numel() == 1
 
 
+def _expression(module: nn.Module) -> str:
+    return module.expression if isinstance(module, Energy) else f"<{type(module).__name__}>"
+
+
 def _wrap(expression: str, child: Energy) -> str:
     return f"({expression})" if isinstance(child, SumEnergy | DisjunctionEnergy) else expression
 
@@ -124,9 +141,9 @@ def _wrap(expression: str, child: Energy) -> str:
 class SumEnergy(Energy):
     """E(x) = Σ_k E_k(x): a product of experts. Nested sums are flattened."""
 
-    def __init__(self, terms: Sequence[Energy]):
+    def __init__(self, terms: Sequence[nn.Module]):
         super().__init__()
-        flat: list[Energy] = []
+        flat: list[nn.Module] = []
         for term in terms:
             flat.extend(term.terms if isinstance(term, SumEnergy) else [term])
         self.terms = nn.ModuleList(flat)
@@ -143,7 +160,7 @@ class SumEnergy(Energy):
                 inner = _wrap(term.inner.expression, term.inner)
                 parts.append(f"- {inner}" if magnitude == 1 else f"- {magnitude:g} * {inner}")
             else:
-                parts.append(("+ " if i else "") + term.expression)
+                parts.append(("+ " if i else "") + _expression(term))
         return " ".join(parts)
 
     def __repr__(self) -> str:
@@ -255,3 +272,31 @@ def energy_and_grad(energy: Energy, x: Tensor, cond: Tensor | None = None, *, cr
     if not create_graph:
         return e.detach(), grad.detach()
     return e, grad
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module under device-strategy wrappers: DistributedDataParallel and DataParallel
+    (``.module``) and ``torch.compile`` (``._orig_mod``)."""
+    while True:
+        inner = getattr(module, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(module, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return module
+        module = inner
+
+
+def is_multiscale(energy: nn.Module) -> bool:
+    """Whether ``energy`` (or the energy under its wrappers) follows :class:`ebmkit.protocols.MultiScale`."""
+    return isinstance(unwrap(energy), MultiScale)
+
+
+def scale_energies(energy: nn.Module, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    """E(x) by scale, shape ``(B, S)``: a multi-scale energy's scales, or ``(B, 1)`` for any other.
+
+    The call goes through ``energy`` itself, wrappers included, so a device strategy's
+    hooks (gradient synchronisation) still see it.
+    """
+    if is_multiscale(energy):
+        return energy(x, cond, per_scale=True)
+    return energy(x, cond)[:, None]

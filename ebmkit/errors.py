@@ -36,7 +36,10 @@ def singular(kind: str) -> str:
 class UnknownComponentError(EbmkitError, LookupError):
     """A name that no loaded plugin registered for this kind of component."""
 
-    def __init__(self, kind: str, name: str, available: Sequence[str], *, command: str | None = None):
+    def __init__(
+        self, kind: str, name: str, available: Sequence[str], *, command: str | None = None,
+        failed_plugins: Sequence[str] = (),
+    ):
         self.kind, self.name, self.available = kind, name, sorted(available)
         message = f"unknown {singular(kind).replace('s or ', ' or ')} {name!r}"
         suggestion = did_you_mean(name, self.available)
@@ -45,11 +48,22 @@ class UnknownComponentError(EbmkitError, LookupError):
         message += f"\n available {kind}: {', '.join(self.available) or '(none)'}"
         command = command or f"ebmkit list {kind}"
         message += f"\n use '{command}' for details (or install a plugin that provides it)"
+        if failed_plugins:
+            names = ", ".join(repr(n) for n in failed_plugins)
+            message += f"\n note: plugin(s) {names} failed to load and may provide it; see 'ebmkit plugins'"
         super().__init__(message)
 
 
 class DuplicateComponentError(EbmkitError):
     """Two plugins registered the same name for the same kind of component."""
+
+
+class ComponentBuildError(EbmkitError):
+    """A component's factory refused its parameters or context, or built the wrong kind of object."""
+
+    def __init__(self, where: str, message: str):
+        self.where, self.message = where, message
+        super().__init__(f"{where}: {message}")
 
 
 class PluginError(EbmkitError):

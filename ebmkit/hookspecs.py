@@ -7,152 +7,68 @@ A plugin is a module (or any object) whose functions are marked with
     [project.entry-points.ebmkit]
     my_sampler = "my_package.plugin"
 
-Registration hooks are called once per plugin, so that every registered component
-records the plugin and distribution that supplied it. Each receives ``register``, a
-callable with this signature::
+There are two families of hooks.
 
-    register(name, factory, *, params=None, summary=None, aliases=())
+**Registration hooks**, one per kind of component: ``ebmkit_register_<kind>(register)``
+for each kind in :data:`ebmkit.kinds.KINDS` (datasets, energies, samplers, transitions,
+buffers, losses, optimizers, evaluators). They are generated from that table, so their
+names, context keywords and documentation cannot drift from it. Each is called once per
+plugin with a :class:`ebmkit.registry.Registrar`::
 
-- ``name``: the snake_case name that recipes and ``ebmkit.sample`` use.
-- ``factory``: a callable that builds the component. It is called with the recipe's
-  parameters as keyword arguments, plus the *context* keywords of its kind (listed on
-  each hook) that its signature accepts.
-- ``params``: an attrs class describing the user-facing parameters, their types, defaults
-  and validators. When omitted, ``factory`` itself is used if it is an attrs class;
-  otherwise a spec is derived from the factory's annotated signature. Recipes are
-  validated against this spec before any work starts.
-- ``summary``: one line for ``ebmkit list``; defaults to the first line of the factory's
-  docstring.
-- ``aliases``: other names that resolve to the same component.
+    register(name, factory, *, params=None, summary=None, aliases=(), requires=(), provides=())
 
-A name registered twice for one kind is an error that names both plugins.
-The protocols the built components follow are in :mod:`ebmkit.protocols`.
+What a plugin registers is kept only if all its registration hooks finish; a name that
+another plugin already registered leaves the plugin out, and both are named in
+``ebmkit plugins``. The protocols the built components follow are in
+:mod:`ebmkit.protocols`.
+
+**Lifecycle hooks**, called by the training loop (:mod:`ebmkit.loop`) at its phases, in
+this order::
+
+    ebmkit_wrap_energy      once, at setup (firstresult)
+    ebmkit_run_start        once, before the first update
+    ebmkit_evaluate         at the start, at each update, and at the end
+    ebmkit_step_end         after every update
+    ebmkit_log_metrics      whenever metrics are logged
+    ebmkit_checkpoint_save  after each checkpoint is written
+    ebmkit_run_end          once, at the end (also when the run fails)
+
+Every lifecycle hook receives ``run``, the :class:`ebmkit.run.Run`: the recipe, the run
+folder, the built components, the :class:`ebmkit.state.RunState` and ``run.log``. A hook
+implementation may take fewer arguments than its spec lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
+from ebmkit.kinds import KINDS, Kind
+
+if TYPE_CHECKING:
+    import torch
+
+    from ebmkit.registry import Registrar
+    from ebmkit.run import Run
+
 hookspec = pluggy.HookspecMarker("ebmkit")
 
-Register = Callable[..., None]
+
+# -- registration hooks: one per kind, generated from ebmkit.kinds.KINDS ------------------------
+def _registration_hook(kind: Kind):
+    def hook(register: Registrar) -> None: ...
+
+    hook.__name__ = hook.__qualname__ = kind.hook
+    hook.__doc__ = kind.hook_doc()
+    hook.__module__ = __name__
+    return hookspec(hook)
 
 
-@hookspec
-def ebmkit_register_energies(register: Register) -> None:
-    """Register energy functions (model architectures).
-
-    The factory returns an :class:`ebmkit.Energy`: a ``torch.nn.Module`` whose
-    ``forward(x, cond=None)`` returns one energy per sample, shape ``(B,)``, with
-    p(x) ∝ exp(−E(x)).
-
-    Context keywords: ``data_shape`` (the shape of one sample, e.g. ``(2,)`` or
-    ``(3, 32, 32)``) and ``num_classes`` (the number of condition labels, or None).
-
-    :param register: the registration callable described in this module's docstring.
-    """
-
-
-@hookspec
-def ebmkit_register_transitions(register: Register) -> None:
-    """Register transitions: one step of a Markov kernel, or any map of a batch of chains.
-
-    The factory returns a :class:`ebmkit.protocols.Transition`, whose
-    ``step(energy, x, ctx)`` returns a :class:`ebmkit.protocols.StepResult`.
-    Langevin dynamics, MALA and data augmentation are transitions.
-
-    Context keywords: none.
-
-    :param register: the registration callable described in this module's docstring.
-    """
-
-
-@hookspec
-def ebmkit_register_samplers(register: Register) -> None:
-    """Register samplers: schedules that run transitions to draw samples from an energy.
-
-    The factory returns a :class:`ebmkit.protocols.Sampler`, whose
-    ``sample(energy, x0, cond=None, keep_last_graph=False)`` returns a
-    :class:`ebmkit.protocols.SampleResult`.
-
-    Context keywords: ``transitions``, the recipe's ``[[transitions]]`` as a list of
-    :class:`ebmkit.protocols.Scheduled` (a transition and how often it runs).
-
-    :param register: the registration callable described in this module's docstring.
-    """
-
-
-@hookspec
-def ebmkit_register_buffers(register: Register) -> None:
-    """Register buffers: where sampling chains start, and what is kept between iterations.
-
-    The factory returns a :class:`ebmkit.protocols.Buffer` (``draw``, ``push``,
-    ``state_dict``, ``load_state_dict``).
-
-    Context keywords: ``noise``, a callable ``noise(n) -> Tensor`` that draws ``n``
-    fresh chain starts from the data's domain.
-
-    :param register: the registration callable described in this module's docstring.
-    """
-
-
-@hookspec
-def ebmkit_register_losses(register: Register) -> None:
-    """Register loss terms. A recipe combines several, each with a weight.
-
-    The factory returns a :class:`ebmkit.protocols.Loss`: a callable
-    ``loss(energy, batch) -> LossOutput`` with a ``needs_graph`` attribute that asks the
-    sampler to redo its last step with the autograd graph kept, and optionally
-    ``needs_samples = False`` for a term that uses no negative samples (when no term needs
-    them, the runner does not run the sampler).
-
-    Context keywords: none.
-
-    :param register: the registration callable described in this module's docstring.
-    """
-
-
-@hookspec
-def ebmkit_register_optimizers(register: Register) -> None:
-    """Register optimisers.
-
-    The factory returns a ``torch.optim.Optimizer``.
-
-    Context keywords: ``params``, the parameters to optimise.
-
-    :param register: the registration callable described in this module's docstring.
-    """
-
-
-@hookspec
-def ebmkit_register_evaluators(register: Register) -> None:
-    """Register evaluators: metrics, plots and sample grids written during and after training.
-
-    The factory returns a :class:`ebmkit.protocols.Evaluator`, whose
-    ``evaluate(ctx)`` returns a dict of scalar metrics and may write files into
-    ``ctx.out_dir``.
-
-    Context keywords: none.
-
-    :param register: the registration callable described in this module's docstring.
-    """
-
-
-@hookspec
-def ebmkit_register_datasets(register: Register) -> None:
-    """Register datasets.
-
-    The factory returns a :class:`ebmkit.protocols.Dataset`: a map-style
-    ``torch.utils.data.Dataset`` of samples (or ``(sample, label)`` pairs) with the
-    attributes ``sample_shape``, ``domain`` and ``num_classes``.
-
-    Context keywords: none.
-
-    :param register: the registration callable described in this module's docstring.
-    """
+for _kind in KINDS:
+    globals()[_kind.hook] = _registration_hook(_kind)
+del _kind
 
 
 @hookspec
@@ -160,4 +76,88 @@ def ebmkit_register_commands(cli: Any) -> None:
     """Add commands to the ``ebmkit`` command-line interface.
 
     :param cli: the root ``click.Group``; call ``cli.command()`` or ``cli.add_command``.
+    """
+
+
+# -- lifecycle hooks: the training loop's phases ------------------------------------------------
+@hookspec(firstresult=True)
+def ebmkit_wrap_energy(run: Run, energy: torch.nn.Module) -> torch.nn.Module | None:
+    """Wrap the energy for a device strategy (data parallelism, compilation).
+
+    Called once at setup, after the components are built and moved to the run's device.
+    The loop, the sampler and the losses then call the returned module; the run state
+    keeps the unwrapped energy, so checkpoints, the EMA and evaluators see plain weights.
+    A wrapper must forward keyword arguments (``per_scale=True`` for multi-scale energies).
+
+    Stops at the first non-None result.
+
+    :param run: the run being set up.
+    :param energy: the energy, on the run's device.
+    :return: the module to train through, or None to leave the energy as it is.
+    """
+
+
+@hookspec
+def ebmkit_run_start(run: Run) -> None:
+    """The run is set up: components built, folder written. Called before the first update.
+
+    :param run: the run.
+    """
+
+
+@hookspec
+def ebmkit_evaluate(run: Run, step: int, when: Literal["start", "step", "end"]) -> dict[str, float] | None:
+    """Evaluate the model, if due.
+
+    Called at the start (``when="start"``, when ``[train].eval_at_start``), after every update
+    but the last (``"step"``; decide yourself whether it is due), and at the end (``"end"``),
+    after the final checkpoint. The recipe's ``[[evaluators]]`` are run this way by ebmkit's
+    own evaluation plugin.
+
+    :param run: the run; ``run.eval_context(step)`` gives what an evaluator needs.
+    :param step: the number of updates made.
+    :param when: where in the run the call comes from.
+    :return: metrics as ``{"<name>/<metric>": value}``; the loop logs them. None when nothing was due.
+    """
+
+
+@hookspec
+def ebmkit_step_end(run: Run, step: int, metrics: dict[str, float]) -> None:
+    """One update is done (optimizer step, EMA, buffer push).
+
+    :param run: the run.
+    :param step: the number of updates made.
+    :param metrics: this update's metrics (loss, energies, per-term values, sampler
+        diagnostics, ``train_s``). Whatever an implementation adds to the dict is logged
+        with them when the update is logged.
+    """
+
+
+@hookspec
+def ebmkit_log_metrics(run: Run, step: int, metrics: dict[str, float]) -> None:
+    """Metrics are logged: training metrics every ``[train].log_every`` updates, and every
+    evaluation's results. ebmkit's own ``metrics.jsonl`` writer and console output implement
+    this hook; a logger (TensorBoard, a tracker) implements it too.
+
+    :param run: the run.
+    :param step: the number of updates made.
+    :param metrics: flat ``name -> value``; evaluation metrics are named ``<evaluator>/<metric>``.
+    """
+
+
+@hookspec
+def ebmkit_checkpoint_save(run: Run, folder: Path) -> None:
+    """A checkpoint folder was written; add your own files to it.
+
+    :param run: the run.
+    :param folder: the checkpoint folder (``checkpoints/step_NNNNNNN``).
+    """
+
+
+@hookspec
+def ebmkit_run_end(run: Run, error: BaseException | None) -> None:
+    """The run ended: after the final checkpoint and evaluation, or when it failed.
+
+    :param run: the run.
+    :param error: the exception that ended the run (a divergence, an interrupt), or None.
     """

@@ -18,21 +18,52 @@ import attrs
 
 from ebmkit.errors import RecipeProblem, did_you_mean, singular
 
+if typing.TYPE_CHECKING:
+    from ebmkit.kinds import Key
+
 
 #: Metadata key of a parameter whose value is itself a component (a nested table with a name).
 COMPONENT_KEY = "ebmkit_component"
 
 
-def component(kind: str, *, default: Any = None) -> Any:
-    """An attrs field whose recipe value is a nested component table of ``kind``.
+@attrs.frozen
+class Slot:
+    """A parameter that holds nested components of ``kind``: one table, or an array of tables
+    (``many``), each of which may carry ``keys`` that the owner reads beside the component."""
 
-    In a recipe it is written as a sub-table with its own ``name``, e.g.
-    ``[buffer.on_draw]`` / ``name = "augment"``; the built component is passed to the factory.
+    kind: str
+    many: bool = False
+    keys: dict[str, Key] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Keyed:
+    """A nested component, built, with the keys its owner reads beside it (a chain's ``every``)."""
+
+    component: Any
+    keys: dict[str, Any]
+
+
+def component(kind: str, *, default: Any = None, many: bool = False, keys: dict[str, Key] | None = None, **field: Any) -> Any:
+    """An attrs field whose recipe value is a nested component table of ``kind`` (or, with
+    ``many``, an array of them).
+
+    In a recipe it is written as a sub-table with its own ``name``, e.g. ``[buffer.on_draw]`` /
+    ``name = "augment"``, or ``[[sampler.transitions]]``; it is checked like any component and
+    built with its kind's context, and the built component is passed to the factory. With
+    ``keys``, each table may also hold those keys; the factory then receives :class:`Keyed`
+    values. Other keyword arguments (``converter``, ``validator``) go to ``attrs.field``.
     """
-    return attrs.field(default=default, metadata={COMPONENT_KEY: kind})
+    if many and default is None:
+        default = ()
+    return attrs.field(default=default, metadata={COMPONENT_KEY: Slot(kind, many, dict(keys or {}))}, **field)
 
 
-Resolver = Callable[[str, Any, str], tuple[Any, list[RecipeProblem]]]
+def slot_of(field: attrs.Attribute) -> Slot | None:
+    return field.metadata.get(COMPONENT_KEY)
+
+
+Resolver = Callable[[str, Any, str, dict[str, Any]], tuple[Any, list[RecipeProblem]]]
 
 
 def spec_of(factory: Callable[..., Any], params: type | None, context_names: Iterable[str]) -> type:
@@ -49,7 +80,9 @@ def spec_of(factory: Callable[..., Any], params: type | None, context_names: Ite
             pass
         fields = {
             f.name: attrs.field(
-                default=f.default, validator=f.validator, converter=f.converter, type=f.type, metadata=f.metadata
+                default=f.default, validator=f.validator, type=f.type, metadata=f.metadata,
+                # A nested component is checked as a spec here; its converter expects built ones.
+                converter=None if slot_of(f) else f.converter,
             )
             for f in attrs.fields(factory)
             if f.init and f.name not in context
@@ -146,9 +179,11 @@ def check(
 
     :param where: the TOML path of the table, for messages.
     :param owner: what the parameters belong to, e.g. ``transition 'langevin'``.
-    :param resolve: checks a nested component table: ``resolve(kind, table, where)``
-        returns its checked spec (something with ``build()``) and the problems found.
-    :return: the converted values (None if any problem was found) and the problems.
+    :param resolve: checks a nested component table: ``resolve(kind, table, where, keys)``
+        returns its checked spec (something with ``build()``) and the problems found. A
+        nested value that is not a table (a component built in Python) is taken as it is.
+    :return: every parameter's value, defaults included (None if any problem was found), and
+        the problems.
     """
     problems: list[RecipeProblem] = []
     types_ = field_types(spec)
@@ -163,14 +198,10 @@ def check(
             message += f"\n parameters: {', '.join(fields) or '(none)'}"
             problems.append(RecipeProblem(f"{where}.{key}", message))
             continue
-        kind = fields[key].metadata.get(COMPONENT_KEY)
-        if kind is not None:
-            if resolve is None:
-                problems.append(RecipeProblem(f"{where}.{key}", f"a nested {kind[:-1]} is only supported in a recipe"))
-            else:
-                nested, found = resolve(kind, value, f"{where}.{key}")
-                problems += found
-                converted[key] = nested
+        slot = slot_of(fields[key])
+        if slot is not None:
+            converted[key], found = _check_nested(slot, value, f"{where}.{key}", resolve)
+            problems += found
             continue
         try:
             converted[key] = coerce(value, types_.get(key, Any))
@@ -184,10 +215,28 @@ def check(
     if problems:
         return None, problems
     try:
-        spec(**converted)  # nested components go in as their checked specs: their own checks already ran
+        instance = spec(**converted)  # nested components go in as their checked specs: their own checks already ran
     except (TypeError, ValueError) as exc:
         return None, [RecipeProblem(where, f"invalid parameters for {owner}: {exc}")]
-    return converted, []
+    return {name: getattr(instance, name) for name in fields}, []
+
+
+def _check_nested(slot: Slot, value: Any, where: str, resolve: Resolver | None) -> tuple[Any, list[RecipeProblem]]:
+    if resolve is None:
+        return None, [RecipeProblem(where, f"a nested {singular(slot.kind)} is only supported in a recipe")]
+    if not slot.many:
+        return resolve(slot.kind, value, where, slot.keys) if isinstance(value, dict) else (value, [])
+    if not isinstance(value, list | tuple):
+        return None, [RecipeProblem(where, f"expected an array of {singular(slot.kind)} tables, got {value!r}")]
+    items, problems = [], []
+    for index, item in enumerate(value):
+        if isinstance(item, dict):
+            checked, found = resolve(slot.kind, item, f"{where}[{index}]", slot.keys)
+            items.append(checked)
+            problems += found
+        else:
+            items.append(item)
+    return items, problems
 
 
 def describe(spec: type) -> list[tuple[str, str, str]]:
@@ -203,7 +252,10 @@ def describe(spec: type) -> list[tuple[str, str, str]]:
             default = repr(f.default.factory())
         else:
             default = repr(f.default)
-        kind = f.metadata.get(COMPONENT_KEY)
-        shown = f"a {singular(kind)} table" if kind else type_name(types_.get(f.name))
+        slot = slot_of(f)
+        if slot is None:
+            shown = type_name(types_.get(f.name))
+        else:
+            shown = f"{'an array of' if slot.many else 'a'} {singular(slot.kind)} table{'s' if slot.many else ''}"
         rows.append((f.name, shown, default))
     return rows

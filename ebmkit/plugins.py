@@ -10,6 +10,7 @@ time it is called. Two environment variables control it:
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import traceback
@@ -18,12 +19,15 @@ import attrs
 import pluggy
 
 from ebmkit import hookspecs
-from ebmkit.errors import PluginError
+from ebmkit.errors import did_you_mean
 
 ENTRY_POINT_GROUP = "ebmkit"
 AUTOLOAD_ENV = "EBMKIT_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "EBMKIT_DISABLED_PLUGINS"
 OWN_DISTRIBUTION = "ebmkit"
+#: The core's own lifecycle plugins (like pytest's default plugins): registered directly,
+#: always, after the entry points. They implement the lifecycle hooks the way any plugin would.
+CORE_PLUGINS = ("ebmkit.builtin.evaluation", "ebmkit.builtin.metrics_file", "ebmkit.builtin.progress")
 
 
 @attrs.frozen
@@ -35,6 +39,8 @@ class PluginInfo:
     version: str
     value: str
     error: str | None = None
+    #: the full traceback of a plugin that raised while it was imported ('ebmkit plugins --traceback')
+    traceback: str | None = None
 
     @property
     def loaded(self) -> bool:
@@ -49,9 +55,10 @@ class EbmkitPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
 
-    def distribution_of(self, plugin_name: str) -> str:
+    def distribution_of(self, plugin_name: str) -> tuple[str, str]:
+        """(distribution, version) of a loaded plugin."""
         info = self.infos.get(plugin_name)
-        return f"{info.distribution} {info.version}" if info else "(registered in-process)"
+        return (info.distribution, info.version) if info else ("(registered in-process)", "")
 
     @property
     def failures(self) -> list[PluginInfo]:
@@ -79,10 +86,9 @@ def get_plugin_manager(*, autoload: bool | None = None) -> EbmkitPluginManager:
 
     :param autoload: load third-party plugins; by default, unless
         ``EBMKIT_DISABLE_PLUGIN_AUTOLOAD`` is set. ebmkit's own plugins always load.
-    :raises PluginError: when a loaded plugin implements a hook that does not exist
-        (a misspelled hook name).
-    :return: the manager. Plugins that raised while loading are not registered; they are
-        listed in ``pm.failures`` with their error.
+    :return: the manager. A plugin that raised while loading, or that implements a hook
+        ebmkit does not define (a misspelled hook), is not registered; it is listed in
+        ``pm.failures`` with its error, and every other plugin works.
     """
     if autoload is None:
         autoload = not _env_flag(AUTOLOAD_ENV)
@@ -105,15 +111,29 @@ def get_plugin_manager(*, autoload: bool | None = None) -> EbmkitPluginManager:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:  # a broken plugin must not take the others down
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            info = attrs.evolve(info, error=f"{detail}")
+            info = attrs.evolve(info, error=detail, traceback="".join(traceback.format_exception(exc)))
         pm.infos[ep.name] = info
 
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or repr(exc.plugin)
-        raise PluginError(
-            f"plugin {name!r} implements a hook that ebmkit does not define: {exc}\n"
-            f" see docs/plugin_hooks.md for the hooks, or block the plugin with {BLOCK_ENV}={name}"
-        ) from exc
+    for module in CORE_PLUGINS:
+        pm.register(importlib.import_module(module), name=module)
+        pm.infos[module] = PluginInfo(module, OWN_DISTRIBUTION, importlib.metadata.version(OWN_DISTRIBUTION), module)
+    _leave_out_unknown_hooks(pm)
+    pm.check_pending()
     return pm
+
+
+def _leave_out_unknown_hooks(pm: EbmkitPluginManager) -> None:
+    """Unregister every plugin that implements a hook with no spec, and say which hook it meant."""
+    known = [name for name, caller in vars(pm.hook).items() if getattr(caller, "spec", None) is not None]
+    for name, caller in list(vars(pm.hook).items()):
+        if getattr(caller, "spec", None) is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            message = f"implements {name!r}, which is not an ebmkit hook"
+            suggestion = did_you_mean(name, known)
+            message += f" - did you mean {suggestion!r}?" if suggestion else " (see docs/plugin_hooks.md)"
+            plugin_name = impl.plugin_name
+            info = pm.infos.get(plugin_name) or PluginInfo(plugin_name, "(registered in-process)", "", repr(impl.plugin))
+            pm.infos[plugin_name] = attrs.evolve(info, error=f"{info.error}; {message}" if info.error else message)
+            if pm.is_registered(impl.plugin):
+                pm.unregister(impl.plugin)

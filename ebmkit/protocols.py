@@ -1,8 +1,10 @@
 """What each kind of component is: the interfaces plugins implement.
 
-These are structural (``typing.Protocol``): a component needs the methods and
-attributes below, not a base class. Only energies share a base class,
-:class:`ebmkit.Energy`, because every energy must support the algebra.
+These are structural (``typing.Protocol``): a component needs the methods and attributes
+below, not a base class. Only energies share a base class, :class:`ebmkit.Energy`, because
+every energy must support the algebra. A built component is checked against its kind's
+protocol when a recipe is validated, so a factory that returns the wrong thing is reported
+with its TOML path, not deep inside a run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,36 @@ if TYPE_CHECKING:
 Tensor = torch.Tensor
 
 
+# -- state ------------------------------------------------------------------------------------
+@runtime_checkable
+class Stateful(Protocol):
+    """A component whose state changes during a run (a replay buffer, a schedule).
+
+    The run saves ``state_dict()`` with the rest of its state, under the component's TOML
+    path, and gives it back through ``load_state_dict``: a plugin's state is saved without
+    any code in the core. Values may be tensors or plain Python values.
+    """
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+# -- energies ---------------------------------------------------------------------------------
+@runtime_checkable
+class MultiScale(Protocol):
+    """An energy made of several scales whose sum is the energy.
+
+    ``energy(x, cond, per_scale=True)`` returns the scales apart, shape ``(B, num_scales)``;
+    ``energy(x, cond)`` returns their sum. Passing ``per_scale`` through the call (not a
+    separate method) keeps it working when the energy is wrapped for a device strategy:
+    use :func:`ebmkit.energy.scale_energies`, which finds the protocol under wrappers.
+    """
+
+    num_scales: int
+
+
+# -- transitions and samplers -----------------------------------------------------------------
 @attrs.frozen
 class StepContext:
     """Where a transition step stands within a sampler run.
@@ -54,18 +86,13 @@ class StepResult:
 
 @runtime_checkable
 class Transition(Protocol):
-    """One step of a Markov kernel (or another map of a batch of chains)."""
+    """One step of a Markov kernel (or another map of a batch of chains).
 
-    def step(self, energy: Energy, x: Tensor, ctx: StepContext) -> StepResult: ...
+    A transition that does not look at the energy (data augmentation) may be called with
+    ``energy=None``, e.g. by a buffer that transforms what it draws.
+    """
 
-
-@attrs.frozen
-class Scheduled:
-    """A transition as a recipe schedules it: run it after every ``every``-th step."""
-
-    transition: Transition
-    every: int = 1
-    name: str = ""
+    def step(self, energy: Energy | None, x: Tensor, ctx: StepContext) -> StepResult: ...
 
 
 @attrs.define
@@ -75,9 +102,9 @@ class SampleResult:
     :ivar x: the final samples, detached from any graph.
     :ivar trace: per-step means of the transitions' diagnostics, e.g.
         ``trace["energy"][k]`` is the mean energy after step k.
-    :ivar x_graph: when ``keep_last_graph`` was asked (True, or a number k of steps): the last
-        k steps redone from the same state with the same random numbers, with their autograd
-        graph kept (differentiable with respect to the energy's parameters); otherwise None.
+    :ivar x_graph: when ``keep_graph = k`` was asked: the last k steps redone from the same
+        state with the same random numbers, with their autograd graph kept (differentiable
+        with respect to the energy's parameters); otherwise None.
     """
 
     x: Tensor
@@ -87,56 +114,104 @@ class SampleResult:
 
 @runtime_checkable
 class Sampler(Protocol):
-    """Draws samples from an energy, starting from ``x0``."""
+    """Draws samples from an energy, starting from ``x0``.
 
-    def sample(
-        self, energy: Energy, x0: Tensor, *, cond: Tensor | None = None, keep_last_graph: bool | int = False
-    ) -> SampleResult: ...
+    ``keep_graph = k`` asks for the graph of the last k steps in ``SampleResult.x_graph``;
+    a sampler declares the most it can keep as ``max_graph_steps`` (0 when absent), and a
+    recipe whose losses ask for more is rejected at validation.
+    """
+
+    def sample(self, energy: Energy, x0: Tensor, *, cond: Tensor | None = None, keep_graph: int = 0) -> SampleResult: ...
+
+
+def max_graph_steps(sampler: Any) -> int:
+    """How many final steps ``sampler`` can redo with their graph (its optional ``max_graph_steps``)."""
+    return int(getattr(sampler, "max_graph_steps", 0))
+
+
+# -- buffers ----------------------------------------------------------------------------------
+@runtime_checkable
+class Buffer(Protocol):
+    """Where chains start, and what is kept of them between training iterations.
+
+    A buffer with changing state also follows :class:`Stateful`.
+    """
+
+    def draw(self, n: int, data: Tensor) -> Tensor:
+        """Return ``n`` chain starts. ``data`` is the current positive batch in training (CD-k
+        buffers start chains there); outside training, any batch of the right shape, device and dtype."""
+
+    def push(self, x: Tensor) -> None:
+        """Offer the chains' final samples to the buffer (after the update of each iteration)."""
+
+    def __len__(self) -> int:
+        """How many samples the buffer holds."""
 
 
 @runtime_checkable
-class Buffer(Protocol):
-    """Where chains start, and what is kept of them between training iterations."""
+class ReferenceSet(Protocol):
+    """A buffer that hands out earlier samples, e.g. as the reference set of an entropy estimate.
 
-    def draw(self, n: int, data: Tensor) -> Tensor:
-        """Return ``n`` chain starts; ``data`` is the current positive batch."""
+    A buffer that follows it registers with ``provides=("reference_set",)``, so that a loss
+    registered with ``requires=("reference_set",)`` is checked against it at validation; the
+    loop then passes it to losses as ``batch.reference_set``.
+    """
 
-    def push(self, x: Tensor) -> None:
-        """Offer the chains' final samples to the buffer."""
+    def reference_samples(self, n: int, *, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``n`` stored samples, drawn uniformly with replacement."""
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def __len__(self) -> int:
+        """How many samples are stored."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+# -- losses -----------------------------------------------------------------------------------
+@attrs.frozen
+class Needs:
+    """What a loss term needs the training loop to produce.
+
+    :ivar negatives: samples from the model (the sampler is run for them). When no term
+        of a recipe needs them, the loop does not run the sampler.
+    :ivar graph_steps: the autograd graph of the sampler's last k steps (``batch.x_neg_graph``),
+        for terms that differentiate through the sampler; 0 for none.
+    """
+
+    negatives: bool = True
+    graph_steps: int = 0
+
+
+def needs_of(loss: Any) -> Needs:
+    """A loss term's :class:`Needs` (its optional ``needs`` attribute; negatives only when absent)."""
+    return getattr(loss, "needs", None) or Needs()
 
 
 @attrs.define
 class TrainBatch:
     """Everything a loss term sees in one training iteration.
 
-    The energies of the positive and negative samples are computed once, on first use,
-    and shared by every loss term. For a multi-scale energy (one with ``per_scale(x, cond)``
-    returning shape (B, S), and ``num_scales`` = S), ``e_pos_scales`` holds each scale and ``e_pos`` their mean over
-    scales, as the Improved-CD reference averages scales in its loss; for an ordinary energy
-    S = 1 and ``e_pos`` is E(x+). ``e_pos_total`` is E(x+) itself (the sum over scales), the
-    energy that defines the model density.
+    The energies of the positive and negative samples are computed once, on first use, and
+    shared by every term. ``e_pos`` is E(x+), shape ``(B,)``; ``e_pos_scales`` holds each
+    scale of a multi-scale energy apart, shape ``(B, S)`` (S = 1 for any other energy).
 
-    ``x_neg`` and ``sample`` are None when no loss term of the recipe needs negative samples
-    (every term has ``needs_samples = False``, e.g. the MCMC-free DCD estimator): the runner
-    then does not run the sampler at all.
+    :ivar x_neg: the sampler's samples (detached), or None when no term needs negatives.
+    :ivar x_neg_graph: the last k sampler steps redone with their graph, when a term's
+        ``needs.graph_steps`` asked for it; otherwise None.
+    :ivar reference_set: the recipe's buffer when it keeps earlier samples for losses (a
+        :class:`ReferenceSet`), otherwise None.
     """
 
     energy: Energy
     x_pos: Tensor
-    x_neg: Tensor | None
-    cond: Tensor | None
-    sample: SampleResult | None
-    buffer: Buffer | None
+    cond: Tensor | None = None
+    x_neg: Tensor | None = None
+    x_neg_graph: Tensor | None = None
+    reference_set: ReferenceSet | None = None
     _cache: dict[str, Tensor] = attrs.field(factory=dict, repr=False)
 
     def _scales(self, key: str, x: Tensor) -> Tensor:
         if key not in self._cache:
-            per_scale = getattr(self.energy, "per_scale", None)
-            self._cache[key] = per_scale(x, self.cond) if per_scale else self.energy(x, self.cond)[:, None]
+            from ebmkit.energy import scale_energies
+
+            self._cache[key] = scale_energies(self.energy, x, self.cond)
         return self._cache[key]
 
     @property
@@ -147,22 +222,18 @@ class TrainBatch:
     def e_neg_scales(self) -> Tensor:
         if self.x_neg is None:
             raise EbmkitError(
-                "a loss term asked for the negative samples' energies, but no term of this recipe asks the sampler "
-                "for samples (each has needs_samples = False)"
+                "a loss term asked for the negative samples' energies, but no term of this recipe needs negatives "
+                "(each declares needs.negatives = False), so the sampler was not run"
             )
         return self._scales("neg", self.x_neg.detach())
 
     @property
-    def e_pos_total(self) -> Tensor:
+    def e_pos(self) -> Tensor:
         return self.e_pos_scales.sum(1)
 
     @property
-    def e_pos(self) -> Tensor:
-        return self.e_pos_scales.mean(1)
-
-    @property
     def e_neg(self) -> Tensor:
-        return self.e_neg_scales.mean(1)
+        return self.e_neg_scales.sum(1)
 
 
 @attrs.define
@@ -175,21 +246,20 @@ class LossOutput:
 
 @runtime_checkable
 class Loss(Protocol):
-    """A loss term. ``needs_graph`` (a bool, or a number of steps k) asks the sampler to keep
-    the graph of its last k steps in ``batch.sample.x_graph``.
+    """A loss term: ``loss(batch) -> LossOutput``. An optional ``needs`` attribute (a
+    :class:`Needs`) says what the loop must produce for it; by default, negatives only."""
 
-    An optional ``needs_samples`` attribute (True when absent) says whether the term uses the
-    sampler's negative samples; when no term of a recipe does, the runner skips the sampler.
-    """
-
-    needs_graph: bool | int
-
-    def __call__(self, energy: Energy, batch: TrainBatch) -> LossOutput: ...
+    def __call__(self, batch: TrainBatch) -> LossOutput: ...
 
 
+# -- evaluators and datasets ------------------------------------------------------------------
 @attrs.define
 class EvalContext:
-    """What an evaluator gets: the model, the data, a sampler, and where to write."""
+    """What an evaluator gets: the model, the data, the run's sampler, and where to write.
+
+    :ivar energy: the EMA weights when the recipe keeps an EMA, else the trained energy.
+    :ivar noise: ``noise(n)`` draws fresh chain starts from the data's domain.
+    """
 
     energy: Energy
     dataset: Dataset

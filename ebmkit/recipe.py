@@ -1,26 +1,31 @@
 """TOML recipes: loading, overrides and validation.
 
 A recipe names components by registered name in tables such as ``[energy]`` or
-``[[losses]]``; every other key of such a table is a parameter of that component,
-except a few keys the runner owns (``weight`` for losses, ``every`` for transitions and
-evaluators). ``[run]`` and ``[train]`` configure the runner itself. See docs/recipes.md.
+``[[losses]]``; which tables exist, and which are arrays or required, comes from the table of
+kinds (:mod:`ebmkit.kinds`). Every other key of such a table is a parameter of that component,
+except the few keys its owner reads (``weight`` for losses, ``every`` for evaluators). A
+parameter may itself be a component, written as a nested table (``[[sampler.transitions]]``).
+``[run]`` and ``[train]`` configure the run itself. See docs/recipes.md.
 
-Validation resolves every name and checks every parameter against the component's
-attrs spec before any work starts, and reports all problems at once.
+Validation resolves every name, checks every parameter against the component's attrs spec,
+and checks that what each component ``requires`` some component ``provides``, and reports
+all problems at once. :mod:`ebmkit.build` then builds the components, which is the rest of
+validation.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from ebmkit import params as params_
-from ebmkit.errors import EbmkitError, RecipeError, RecipeProblem, UnknownComponentError, did_you_mean, singular
+from ebmkit.errors import EbmkitError, RecipeError, RecipeProblem, did_you_mean
+from ebmkit.kinds import KINDS, Kind
 from ebmkit.registry import ComponentSpec, Registries, default_registries
 
 
@@ -31,6 +36,10 @@ class RunSettings:
     seed: int = 0
     device: str = "cpu"
     name: str = ""
+    #: Intra-op CPU threads (torch.set_num_threads). Unset: 1 for energies under
+    #: ``SMALL_ENERGY_PARAMETERS`` parameters, where a thread barrier costs more than it saves,
+    #: else torch's default. The run says what it chose.
+    threads: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
 
 
 @attrs.frozen(kw_only=True)
@@ -50,34 +59,15 @@ class TrainSettings:
     time_limit_s: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
 
 
-#: Component tables: the table name, the registry kind, whether it is an array of
-#: tables, whether it is required, and the keys the runner owns with their types and defaults.
-@attrs.frozen
-class TableKind:
-    table: str
-    kind: str
-    many: bool
-    required: bool
-    core_keys: dict[str, tuple[type, Any, int]] = attrs.field(factory=dict)  # type, default, minimum
-
-
-COMPONENT_TABLES: tuple[TableKind, ...] = (
-    TableKind("data", "datasets", many=False, required=True),
-    TableKind("energy", "energies", many=False, required=True),
-    TableKind("sampler", "samplers", many=False, required=True),
-    TableKind("transitions", "transitions", many=True, required=False, core_keys={"every": (int, 1, 1)}),
-    TableKind("buffer", "buffers", many=False, required=False),
-    TableKind("losses", "losses", many=True, required=True, core_keys={"weight": (float, 1.0, None)}),
-    TableKind("optim", "optimizers", many=False, required=True),
-    TableKind("evaluators", "evaluators", many=True, required=False, core_keys={"every": (int, 0, 0)}),
-)
 SETTINGS_TABLES: dict[str, type] = {"run": RunSettings, "train": TrainSettings}
-ALL_TABLES = [*SETTINGS_TABLES, *(t.table for t in COMPONENT_TABLES)]
+#: The component tables of a recipe, from the table of kinds.
+COMPONENT_KINDS: tuple[Kind, ...] = tuple(kind for kind in KINDS if kind.table is not None)
+ALL_TABLES = [*SETTINGS_TABLES, *(kind.table for kind in COMPONENT_KINDS)]
 
 
 @attrs.frozen
 class Recipe:
-    """A validated recipe: the settings and the resolved components."""
+    """A checked recipe: the settings and the component specs, by table."""
 
     source: str
     data: dict[str, Any]
@@ -91,6 +81,45 @@ class Recipe:
 
     def many(self, table: str) -> list[ComponentSpec]:
         return list(self.components.get(table, []))
+
+    def specs(self) -> Iterator[ComponentSpec]:
+        """Every component spec of the recipe, nested ones included, in table order."""
+        for kind in COMPONENT_KINDS:
+            for spec in self.components.get(kind.table, []):
+                yield from spec.nested()
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe with every parameter written out, defaults included: what the run used.
+
+        Values that TOML cannot hold (None, the default of optional parameters) are left out.
+        """
+        out: dict[str, Any] = {name: _toml_table(attrs.asdict(getattr(self, name))) for name in SETTINGS_TABLES}
+        for kind in COMPONENT_KINDS:
+            specs = self.components.get(kind.table)
+            if specs:
+                tables = [_toml_table(_as_table(spec.record())) for spec in specs]
+                out[kind.table] = tables if kind.many else tables[0]
+        return out
+
+
+def _as_table(record: dict[str, Any]) -> dict[str, Any]:
+    """A component record as a recipe table: name, keys and parameters side by side."""
+    table = {k: v for k, v in record.items() if k not in ("params", "plugin", "distribution", "version")}
+    for key, value in record["params"].items():
+        if isinstance(value, dict) and "params" in value:
+            value = _as_table(value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict) and "params" in value[0]:
+            value = [_as_table(v) for v in value]
+        table[key] = value
+    return table
+
+
+def _toml_table(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _toml_table(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_toml_table(v) for v in value]
+    return value
 
 
 # -- overrides ----------------------------------------------------------------------------
@@ -159,46 +188,34 @@ def _check_settings(cls: type, table: Any, where: str) -> tuple[Any, list[Recipe
     return (cls(**values) if values is not None else None), problems
 
 
-def nested_resolver(registries: Registries) -> params_.Resolver:
-    """Checks a nested component table (e.g. ``[buffer.on_draw]``) as a recipe does:
-    ``resolve(kind, table, where)`` returns its ComponentSpec and the problems found."""
+def _check_tables(kind: Kind, raw: Any, registries: Registries) -> tuple[list[ComponentSpec], list[RecipeProblem]]:
+    if kind.many and not isinstance(raw, list):
+        return [], [RecipeProblem(kind.table, f"expected an array of tables {kind.recipe_table}")]
+    if not kind.many and isinstance(raw, list):
+        return [], [RecipeProblem(kind.table, f"expected one table {kind.recipe_table}, got an array")]
+    entries = [(item, f"{kind.table}[{i}]") for i, item in enumerate(raw)] if kind.many else [(raw, kind.table)]
+    specs, problems = [], []
+    for item, where in entries:
+        spec, found = registries.check_table(kind, item, where)
+        problems += found
+        if spec is not None:
+            specs.append(spec)
+    return specs, problems
 
-    def resolve(kind: str, table: Any, where: str) -> tuple[ComponentSpec | None, list[RecipeProblem]]:
-        return _check_component(TableKind(where, kind, False, True), table, where, registries)
 
-    return resolve
-
-
-def _check_component(
-    kind: TableKind, table: Any, where: str, registries: Registries
-) -> tuple[ComponentSpec | None, list[RecipeProblem]]:
-    if not isinstance(table, dict):
-        return None, [RecipeProblem(where, f"expected a table with a 'name' key, got {table!r}")]
-    table = dict(table)
-    name = table.pop("name", None)
-    if not isinstance(name, str):
-        available = ", ".join(registries[kind.kind].names())
-        return None, [RecipeProblem(f"{where}.name", f"missing the name of a {singular(kind.kind)}; available: {available}")]
-    try:
-        entry = registries.get(kind.kind, name)
-    except UnknownComponentError as exc:
-        return None, [RecipeProblem(f"{where}.name", str(exc))]
-    problems: list[RecipeProblem] = []
-    core: dict[str, Any] = {}
-    for key, (tp, default, minimum) in kind.core_keys.items():
-        value = table.pop(key, default)
-        try:
-            core[key] = params_.coerce(value, tp)
-        except TypeError as exc:
-            problems.append(RecipeProblem(f"{where}.{key}", str(exc)))
-            continue
-        if minimum is not None and core[key] < minimum:
-            problems.append(RecipeProblem(f"{where}.{key}", f"must be at least {minimum}, got {core[key]}"))
-    values, param_problems = entry.check(table, where, nested_resolver(registries))
-    problems += param_problems
-    if problems:
-        return None, problems
-    return ComponentSpec(entry, values or {}, where, core), []
+def _check_capabilities(specs: list[ComponentSpec], registries: Registries) -> list[RecipeProblem]:
+    """Every capability a component ``requires`` must be ``provided`` by a component of the recipe."""
+    provided = {capability for spec in specs for capability in spec.entry.provides}
+    problems = []
+    for spec in specs:
+        for capability in spec.entry.requires:
+            if capability in provided:
+                continue
+            message = f"{spec.entry.label} requires {capability!r}, which no component of this recipe provides"
+            providers = registries.providers(capability)
+            message += f"; it is provided by {', '.join(e.label for e in providers)}" if providers else ""
+            problems.append(RecipeProblem(spec.where, message))
+    return problems
 
 
 def validate(data: Mapping[str, Any], source: str = "<recipe>", registries: Registries | None = None) -> Recipe:
@@ -215,37 +232,23 @@ def validate(data: Mapping[str, Any], source: str = "<recipe>", registries: Regi
 
     settings: dict[str, Any] = {}
     for table, cls in SETTINGS_TABLES.items():
-        raw = data.get(table, {})
         if table == "train" and "train" not in data:
             problems.append(RecipeProblem("[train]", "missing table [train] (at least 'steps')"))
             continue
-        settings[table], found = _check_settings(cls, raw, table)
+        settings[table], found = _check_settings(cls, data.get(table, {}), table)
         problems += found
 
     components: dict[str, list[ComponentSpec]] = {}
-    for kind in COMPONENT_TABLES:
+    for kind in COMPONENT_KINDS:
         raw = data.get(kind.table)
         if raw is None:
             if kind.required:
-                problems.append(RecipeProblem(f"[{kind.table}]", f"missing {'[[' if kind.many else '['}{kind.table}{']]' if kind.many else ']'}"))
+                problems.append(RecipeProblem(kind.recipe_table, f"missing {kind.recipe_table}"))
             continue
-        if kind.many:
-            if not isinstance(raw, list):
-                problems.append(RecipeProblem(kind.table, f"expected an array of tables [[{kind.table}]]"))
-                continue
-            entries = [(item, f"{kind.table}[{i}]") for i, item in enumerate(raw)]
-        else:
-            if isinstance(raw, list):
-                problems.append(RecipeProblem(kind.table, f"expected one table [{kind.table}], got an array"))
-                continue
-            entries = [(raw, kind.table)]
-        specs = []
-        for item, where in entries:
-            spec, found = _check_component(kind, item, where, registries)
-            problems += found
-            if spec is not None:
-                specs.append(spec)
-        components[kind.table] = specs
+        components[kind.table], found = _check_tables(kind, raw, registries)
+        problems += found
+    if not problems:
+        problems += _check_capabilities([s for specs in components.values() for top in specs for s in top.nested()], registries)
 
     if problems:
         raise RecipeError(source, problems)

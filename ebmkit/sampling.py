@@ -8,17 +8,19 @@ from typing import Any
 import attrs
 import torch
 
+from ebmkit.data import chain_starts
 from ebmkit.energy import Energy
 from ebmkit.errors import EbmkitError, UnknownComponentError, did_you_mean
-from ebmkit.protocols import SampleResult, Scheduled
+from ebmkit.protocols import SampleResult
 from ebmkit.registry import Entry, Registries, default_registries
 
-#: The sampler that runs a bare transition when ``sampler=`` names a transition.
-CHAIN_SAMPLER = "chain"
+#: What a sampler registers as ``provides`` when it runs a chain of the transitions given to it
+#: as its ``transitions`` parameter; ``ebmkit.sample(sampler=<a transition>)`` uses such a sampler.
+TRANSITION_CHAIN = "transition_chain"
 
 
 def _route(params: dict[str, Any], entries: Sequence[Entry]) -> list[dict[str, Any]]:
-    """Send each keyword to the component whose spec has a parameter of that name."""
+    """Send each keyword to the first component whose spec has a parameter of that name."""
     routed: list[dict[str, Any]] = [{} for _ in entries]
     fields = [{f.name for f in attrs.fields(e.params)} for e in entries]
     for key, value in params.items():
@@ -28,25 +30,41 @@ def _route(params: dict[str, Any], entries: Sequence[Entry]) -> list[dict[str, A
             suggestion = did_you_mean(key, known)
             hint = f" - did you mean {suggestion!r}?" if suggestion else ""
             raise EbmkitError(
-                f"unknown parameter {key!r} for {' and '.join(e.owner for e in entries)}{hint}\n parameters: {', '.join(known)}"
+                f"unknown parameter {key!r} for {' and '.join(e.label for e in entries)}{hint}\n parameters: {', '.join(known)}"
             )
         routed[owners[0]][key] = value
     return routed
 
 
-def _build(entry: Entry, values: dict[str, Any], **context: Any) -> Any:
-    checked, problems = entry.check(values, entry.name)
-    if problems:
-        raise EbmkitError("\n".join(str(p) for p in problems))
-    return entry.build(checked, **context)
+def _chain_sampler(registries: Registries) -> Entry:
+    chains = [e for e in registries["samplers"].values() if TRANSITION_CHAIN in e.provides]
+    if not chains:
+        raise EbmkitError(
+            f"no installed sampler runs a chain of transitions (provides {TRANSITION_CHAIN!r}); name a sampler instead"
+        )
+    return chains[0]
+
+
+def _build_sampler(registries: Registries, sampler: str, params: dict[str, Any]) -> Any:
+    if sampler in registries["samplers"]:
+        return registries.create("samplers", sampler, **params)
+    if sampler not in registries["transitions"]:
+        names = [*registries["samplers"], *registries["transitions"]]
+        raise UnknownComponentError(
+            "samplers or transitions", sampler, names, command="ebmkit list samplers; ebmkit list transitions",
+            failed_plugins=sorted(registries.failures),
+        )
+    chain = _chain_sampler(registries)
+    transition_values, sampler_values = _route(params, [registries.get("transitions", sampler), chain])
+    return registries.create("samplers", chain.name, **sampler_values, transitions=[{"name": sampler, **transition_values}])
 
 
 def sample(
     energy: Energy,
     n: int,
     *,
+    sampler: str,
     shape: Sequence[int] | None = None,
-    sampler: str = "langevin",
     steps: int | None = None,
     seed: int | None = None,
     x0: torch.Tensor | None = None,
@@ -58,10 +76,10 @@ def sample(
 ) -> torch.Tensor | SampleResult:
     """Draw ``n`` samples from ``energy``.
 
-    :param shape: the shape of one sample, e.g. ``(2,)`` or ``(3, 32, 32)`` (not needed
-        when ``x0`` is given).
     :param sampler: a sampler's registered name, or a transition's name, which means a
         chain of that kernel (``sampler="mala"`` just works).
+    :param shape: the shape of one sample, e.g. ``(2,)`` or ``(3, 32, 32)`` (not needed
+        when ``x0`` is given).
     :param steps: the number of steps (a parameter of the sampler).
     :param seed: seeds the random numbers of this call only, leaving the global state as it was.
     :param x0: the chains' starting points; by default standard normal, or uniform on
@@ -73,22 +91,7 @@ def sample(
     registries = registries or default_registries()
     if steps is not None:
         params["steps"] = steps
-    if sampler not in registries["samplers"] and sampler not in registries["transitions"]:
-        names = [*registries["samplers"], *registries["transitions"]]
-        raise UnknownComponentError(
-            "samplers or transitions", sampler, names, command="ebmkit list samplers; ebmkit list transitions"
-        )
-    if sampler in registries["samplers"]:
-        sampler_entry = registries.get("samplers", sampler)
-        kernels: list[Scheduled] = []
-        (sampler_values,) = _route(params, [sampler_entry])
-    else:
-        transition_entry = registries.get("transitions", sampler)
-        sampler_entry = registries.get("samplers", CHAIN_SAMPLER)
-        transition_values, sampler_values = _route(params, [transition_entry, sampler_entry])
-        kernels = [Scheduled(_build(transition_entry, transition_values), 1, sampler)]
-    chain = _build(sampler_entry, sampler_values, transitions=kernels)
-
+    chain = _build_sampler(registries, sampler, params)
     device = next((p.device for p in energy.parameters()), x0.device if x0 is not None else torch.device("cpu"))
     if cond is not None:
         cond = cond.to(device)
@@ -99,9 +102,6 @@ def sample(
         if x0 is None:
             if shape is None:
                 raise EbmkitError("ebmkit.sample needs shape= (the shape of one sample) or x0=")
-            x0 = torch.randn(n, *shape, device=device)
-            if init is not None:
-                low, high = init
-                x0 = torch.rand(n, *shape, device=device) * (high - low) + low
+            x0 = chain_starts(shape, init, device)(n)
         result = chain.sample(energy, x0.to(device), cond=cond)
     return result if return_result else result.x

@@ -9,7 +9,5 @@ from ebmkit.protocols import LossOutput, TrainBatch
 class ContrastiveDivergence:
     """Contrastive divergence: mean E(x+) - mean E(x-), the negatives detached (scales averaged)."""
 
-    needs_graph = False
-
-    def __call__(self, energy, batch: TrainBatch) -> LossOutput:
-        return LossOutput(batch.e_pos.mean() - batch.e_neg.mean())
+    def __call__(self, batch: TrainBatch) -> LossOutput:
+        return LossOutput(batch.e_pos_scales.mean() - batch.e_neg_scales.mean())

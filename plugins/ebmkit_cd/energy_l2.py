@@ -9,7 +9,5 @@ from ebmkit.protocols import LossOutput, TrainBatch
 class EnergyL2:
     """Energy magnitude regulariser: mean E(x+)^2 + mean E(x-)^2 (each scale squared separately)."""
 
-    needs_graph = False
-
-    def __call__(self, energy, batch: TrainBatch) -> LossOutput:
+    def __call__(self, batch: TrainBatch) -> LossOutput:
         return LossOutput((batch.e_pos_scales**2).mean() + (batch.e_neg_scales**2).mean())

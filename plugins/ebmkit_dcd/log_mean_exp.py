@@ -6,7 +6,7 @@ from typing import Literal
 import attrs
 import torch
 
-from ebmkit.protocols import LossOutput, TrainBatch
+from ebmkit.protocols import LossOutput, Needs, TrainBatch
 from ebmkit_dcd.kernels import GaussianKernel, sigma_fits_kernel
 
 
@@ -27,12 +27,11 @@ class DCDLogMeanExp:
     stabilizer: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     kernel: Literal["ve", "vp"] = "ve"
 
-    needs_graph = False
-    needs_samples = False
+    needs = Needs(negatives=False)
 
-    def __call__(self, energy, batch: TrainBatch) -> LossOutput:
+    def __call__(self, batch: TrainBatch) -> LossOutput:
         kernel = GaussianKernel(self.kernel, self.sigma)
-        x, cond, m = batch.x_pos, batch.cond, self.num_particles
+        energy, x, cond, m = batch.energy, batch.x_pos, batch.cond, self.num_particles
         with torch.no_grad():
             x_back = kernel.backward_proposals(kernel.diffuse(x), m)
         cond_back = cond.repeat_interleave(m, dim=0) if cond is not None else None

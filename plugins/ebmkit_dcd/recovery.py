@@ -6,7 +6,7 @@ import attrs
 import torch
 
 from ebmkit.params import component
-from ebmkit.protocols import LossOutput, StepContext, TrainBatch
+from ebmkit.protocols import LossOutput, Needs, StepContext, TrainBatch
 from ebmkit_dcd.kernels import GaussianKernel, sigma_fits_kernel
 
 
@@ -24,7 +24,8 @@ class DCDRecovery:
     ``energy_l2`` adds λ·(mean U(x)² + mean U(x̃)²), the regulariser CD recipes use: when the
     posterior chains cannot follow a sharpening energy, nothing else bounds it.
 
-    The negatives never leave the loss: the recipe's sampler is not run for this term.
+    The negatives never leave the loss: it needs no negatives from the loop, so the recipe's
+    sampler is not run for this term.
     """
 
     sigma: float = attrs.field(validator=sigma_fits_kernel)
@@ -33,8 +34,7 @@ class DCDRecovery:
     kernel: Literal["ve", "vp"] = "ve"
     energy_l2: float = attrs.field(default=0.0, validator=attrs.validators.ge(0))
 
-    needs_graph = False
-    needs_samples = False
+    needs = Needs(negatives=False)
 
     def recover(self, energy, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior samples x̃ ~ p_θ(x̃|y), y the diffused ``x``; detached."""
@@ -46,7 +46,8 @@ class DCDRecovery:
             x_tilde = self.transition.step(posterior, x_tilde, StepContext(k, self.steps, cond)).x
         return x_tilde.detach()
 
-    def __call__(self, energy, batch: TrainBatch) -> LossOutput:
+    def __call__(self, batch: TrainBatch) -> LossOutput:
+        energy = batch.energy
         x_tilde = self.recover(energy, batch.x_pos, batch.cond)
         e_data, e_recovered = batch.e_pos_total, energy(x_tilde, batch.cond)
         value = e_data.mean() - e_recovered.mean()

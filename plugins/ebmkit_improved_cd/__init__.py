@@ -17,4 +17,4 @@ def ebmkit_register_losses(register):
     from ebmkit_improved_cd.nn_entropy import NearestNeighbourEntropy
 
     register("kl", KLTerm)
-    register("nn_entropy", NearestNeighbourEntropy)
+    register("nn_entropy", NearestNeighbourEntropy, requires=("reference_set",))

@@ -3,8 +3,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ebmkit import EbmkitError
-from ebmkit.protocols import LossOutput, TrainBatch
+from ebmkit.protocols import LossOutput, Needs, TrainBatch
 
 
 @attrs.frozen(kw_only=True)
@@ -22,18 +21,14 @@ class NearestNeighbourEntropy:
     num_reference: int = attrs.field(default=100, validator=attrs.validators.ge(1))
     min_buffer: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
     clamp: tuple[float, float] | None = None  # image recipes set [0, 1], as the reference clamps
-    needs_graph = 1
 
-    def __call__(self, energy, batch: TrainBatch) -> LossOutput:
-        x = batch.sample.x_graph
-        if x is None:
-            raise EbmkitError("the nn_entropy loss needs a sampler that keeps the graph of its last step (e.g. 'chain')")
-        buffer = batch.buffer
-        if buffer is None or not hasattr(buffer, "sample"):
-            raise EbmkitError("the nn_entropy loss needs a replay buffer ([buffer] name = 'replay')")
-        if len(buffer) <= self.min_buffer:
+    needs = Needs(negatives=True, graph_steps=1)
+
+    def __call__(self, batch: TrainBatch) -> LossOutput:
+        x, earlier = batch.x_neg_graph, batch.reference_set
+        if len(earlier) <= self.min_buffer:
             return LossOutput(x.new_zeros(()), {"nn_entropy/active": 0.0})
-        reference = buffer.sample(self.num_reference, dtype=x.dtype, device=x.device)
+        reference = earlier.reference_samples(self.num_reference, dtype=x.dtype, device=x.device)
         if self.clamp is not None:
             x = x.clamp(*self.clamp)
         # Differences, not cdist's default |a|² + |b|² − 2a·b: that cancels catastrophically for

@@ -4,8 +4,8 @@ Weight-standardised 3x3 convolutions, instance norm (group norm above 128 channe
 FiLM conditioning after each norm (gain not offset by 1), SAGAN self-attention at 8x8 in the
 full-resolution branch, residual added before the downsampling conv and pool, global mean pool
 and a linear head. The multi-scale energy adds half- and quarter-resolution branches; its
-energy is the sum of the three scales (what samplers use) and ``per_scale`` returns them apart
-(losses average them). Parameter counts match the reference: 6.64 M for the 32 px layout at
+energy is the sum of the three scales (what samplers use); ``energy(x, per_scale=True)`` returns them
+apart (losses average them): the :class:`ebmkit.protocols.MultiScale` protocol. Parameter counts match the reference: 6.64 M for the 32 px layout at
 width 64 and 27.1 M for the 128 px layout at width 128 (multi-scale and attention on).
 """
 
@@ -172,17 +172,17 @@ class ResNetEnergy(Energy):
             return cond
         return F.one_hot(cond.long(), self.num_classes).float()
 
-    def per_scale(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Energies of each scale, shape (B, S): quarter, half and full resolution (S = 3), or full only."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, *, per_scale: bool = False) -> torch.Tensor:
+        """The energy, the sum of the scales; with ``per_scale``, the scales apart, shape (B, S):
+        quarter, half and full resolution (S = 3), or full only."""
         film = self._film(cond)
         if not self.multiscale:
-            return self.full(x, film)
-        half = F.avg_pool2d(x, 3, stride=2, padding=1)
-        quarter = F.avg_pool2d(half, 3, stride=2, padding=1)
-        return torch.cat([self.quarter_res(quarter, film), self.half_res(half, film), self.full(x, film)], dim=1)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.per_scale(x, cond).sum(dim=1)
+            scales = self.full(x, film)
+        else:
+            half = F.avg_pool2d(x, 3, stride=2, padding=1)
+            quarter = F.avg_pool2d(half, 3, stride=2, padding=1)
+            scales = torch.cat([self.quarter_res(quarter, film), self.half_res(half, film), self.full(x, film)], dim=1)
+        return scales if per_scale else scales.sum(dim=1)
 
 
 class ResNetEnergy128(ResNetEnergy):

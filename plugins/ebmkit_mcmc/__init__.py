@@ -21,7 +21,7 @@ def ebmkit_register_samplers(register):
     from ebmkit_mcmc.annealed import AnnealedLangevin
     from ebmkit_mcmc.chain import Chain
 
-    register("chain", Chain)
+    register("chain", Chain, provides=("transition_chain",))
     register("annealed_langevin", AnnealedLangevin)
 
 
@@ -30,6 +30,6 @@ def ebmkit_register_buffers(register):
     from ebmkit_mcmc.persistent import DataChains, PersistentChains
     from ebmkit_mcmc.replay import ReplayBuffer
 
-    register("replay", ReplayBuffer)
+    register("replay", ReplayBuffer, provides=("reference_set",))
     register("persistent", PersistentChains)
     register("data", DataChains)

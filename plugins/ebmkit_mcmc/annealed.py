@@ -7,7 +7,7 @@ import torch
 
 from ebmkit import energy_and_grad
 from ebmkit.protocols import SampleResult
-from ebmkit_mcmc.rng import rng_state, set_rng_state
+from ebmkit.random import rng_state, set_rng_state
 
 
 @attrs.frozen(kw_only=True)
@@ -27,7 +27,9 @@ class AnnealedLangevin:
     t_min: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     clamp: tuple[float, float] | None = None
     cond_on_level: bool = False
-    transitions: tuple = attrs.field(default=(), converter=tuple, repr=False)
+
+    #: It keeps the graph of its last step only.
+    max_graph_steps = 1
 
     def temperatures(self) -> list[float]:
         if self.levels == 1:
@@ -42,21 +44,21 @@ class AnnealedLangevin:
             x = x.clamp(*self.clamp)
         return x, e.detach(), grad.detach().flatten(1).norm(dim=1)
 
-    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_last_graph: bool | int = False) -> SampleResult:
-        if int(keep_last_graph) > 1:
+    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_graph: int = 0) -> SampleResult:
+        if keep_graph > self.max_graph_steps:
             from ebmkit import EbmkitError
 
-            raise EbmkitError("annealed_langevin keeps the graph of its last step only; use the chain sampler for more")
+            raise EbmkitError(f"annealed_langevin keeps the graph of its last step only, not {keep_graph}")
         x = x0.detach()
         energies, grad_norms, temps = [], [], []
         schedule = [(level, t) for level, t in enumerate(self.temperatures()) for _ in range(self.steps_per_level)]
         for k, (level, temperature) in enumerate(schedule):
             level_cond = torch.full((len(x),), level, device=x.device) if self.cond_on_level else cond
             last = k == len(schedule) - 1
-            if last and keep_last_graph:
+            if last and keep_graph:
                 before, rng = x, rng_state(x.device)
             x_next, e, g = self._step(energy, x, temperature, level_cond, False)
-            if last and keep_last_graph:
+            if last and keep_graph:
                 after = rng_state(x.device)
                 set_rng_state(x.device, rng)
                 x_graph, _, _ = self._step(energy, before, temperature, level_cond, True)
@@ -66,4 +68,4 @@ class AnnealedLangevin:
             grad_norms.append(g.mean())
             temps.append(temperature)
         trace = {"energy": torch.stack(energies).tolist(), "grad_norm": torch.stack(grad_norms).tolist(), "temperature": temps}
-        return SampleResult(x, trace, x_graph if keep_last_graph else None)
+        return SampleResult(x, trace, x_graph if keep_graph else None)

@@ -1,24 +1,52 @@
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import torch
 
-from ebmkit.protocols import SampleResult, Scheduled, StepContext
-from ebmkit_mcmc.rng import rng_state, set_rng_state
+from ebmkit.kinds import Key
+from ebmkit.params import Keyed, component
+from ebmkit.protocols import SampleResult, StepContext
+from ebmkit.random import rng_state, set_rng_state
+
+
+@attrs.frozen
+class Scheduled:
+    """A transition of the chain, run after every ``every``-th step."""
+
+    transition: Any
+    every: int = 1
+
+
+def _schedule(items) -> tuple[Scheduled, ...]:
+    """Transitions as a recipe gives them (with their ``every``), as Scheduled, or bare (every step)."""
+    out = []
+    for item in items:
+        if isinstance(item, Keyed):
+            item = Scheduled(item.component, **item.keys)
+        out.append(item if isinstance(item, Scheduled) else Scheduled(item))
+    return tuple(out)
+
+
+def _at_least_one(instance, attribute, value):
+    if not value:
+        raise ValueError("the chain sampler needs at least one transition ([[sampler.transitions]] in a recipe)")
 
 
 @attrs.frozen(kw_only=True)
 class Chain:
-    """Runs `steps` steps of the recipe's transitions; a transition with every=N runs after each N-th step."""
+    """Runs `steps` steps of its transitions; a transition with every = N runs after each N-th step."""
 
     steps: int = attrs.field(validator=attrs.validators.ge(1))
-    transitions: tuple[Scheduled, ...] = attrs.field(converter=tuple, default=())
+    transitions: tuple[Scheduled, ...] = component(
+        "transitions", many=True, keys={"every": Key(int, 1, minimum=1, doc="run after every N-th step")},
+        converter=_schedule, validator=_at_least_one,
+    )
 
-    def __attrs_post_init__(self) -> None:
-        if not self.transitions:
-            from ebmkit import EbmkitError
-
-            raise EbmkitError("the chain sampler needs at least one transition ([[transitions]] in a recipe)")
+    @property
+    def max_graph_steps(self) -> int:
+        return self.steps
 
     def _step(self, energy, x, i: int, cond, create_graph: bool, stats: dict[str, list[torch.Tensor]] | None):
         ctx = StepContext(index=i, total=self.steps, cond=cond, create_graph=create_graph)
@@ -31,9 +59,9 @@ class Chain:
                         stats.setdefault(key, []).append(value.float().mean())
         return x
 
-    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_last_graph: bool | int = False) -> SampleResult:
+    def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_graph: int = 0) -> SampleResult:
         stats: dict[str, list[torch.Tensor]] = {}
-        keep = min(int(keep_last_graph), self.steps)
+        keep = min(int(keep_graph), self.steps)
         first_kept = self.steps - keep
         x = x0.detach()
         x_before, rng = x, rng_state(x.device)
@@ -52,4 +80,3 @@ class Chain:
             set_rng_state(x.device, after)
         trace = {key: torch.stack(values).tolist() for key, values in stats.items()}
         return SampleResult(x.detach(), trace, x_graph)
-

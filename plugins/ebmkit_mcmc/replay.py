@@ -36,7 +36,7 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def sample(self, n: int, *, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+    def reference_samples(self, n: int, *, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
         """``n`` stored samples drawn uniformly with replacement (decoded, ``on_draw`` applied)."""
         index = torch.randint(self.size, (n,), device=self.storage.device)
         x = self._decode(self.storage[index], dtype)
@@ -52,7 +52,7 @@ class ReplayBuffer:
         fresh = self.noise(n).to(data.device, data.dtype)
         if self.size < n:
             return fresh
-        replay = self.sample(n, dtype=data.dtype, device=data.device)
+        replay = self.reference_samples(n, dtype=data.dtype, device=data.device)
         keep = torch.rand(n, device=data.device) >= self.reinit_prob
         return torch.where(keep.view(-1, *([1] * (fresh.dim() - 1))), replay, fresh)
 

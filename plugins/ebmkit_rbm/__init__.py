@@ -7,18 +7,18 @@ from ebmkit import hookimpl
 def ebmkit_register_energies(register):
     from ebmkit_rbm.rbm import BinaryRBM
 
-    register("rbm", BinaryRBM)
+    register("rbm", BinaryRBM, provides=("block_conditionals", "binary_rbm"))
 
 
 @hookimpl
 def ebmkit_register_evaluators(register):
     from ebmkit_rbm.evaluator import RBMLikelihood
 
-    register("rbm_likelihood", RBMLikelihood)
+    register("rbm_likelihood", RBMLikelihood, requires=("binary_rbm",))
 
 
 @hookimpl
 def ebmkit_register_transitions(register):
     from ebmkit_rbm.gibbs import BlockGibbs
 
-    register("gibbs", BlockGibbs)
+    register("gibbs", BlockGibbs, requires=("block_conditionals",))

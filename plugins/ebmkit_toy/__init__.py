@@ -9,7 +9,7 @@ def ebmkit_register_energies(register):
     from ebmkit_toy.mlp import MLPEnergy
 
     register("mlp", MLPEnergy)
-    register("quadratic", QuadraticEnergy)
+    register("quadratic", QuadraticEnergy, provides=("gaussian_energy",))
 
 
 @hookimpl
@@ -27,11 +27,11 @@ def ebmkit_register_datasets(register):
         def factory(size: int = 50_000, seed: int = 0, _density=density) -> Density2DDataset:
             return Density2DDataset(_density, size=size, seed=seed)
 
-        register(name, factory, params=DensityParams, summary=f"2-D density: {density.summary}")
+        register(name, factory, params=DensityParams, summary=f"2-D density: {density.summary}", provides=("exact_2d_density",))
 
     from ebmkit_toy.gaussian import GaussianData
 
-    register("gaussian", GaussianData)
+    register("gaussian", GaussianData, provides=("standard_normal_data",))
 
 
 @hookimpl
@@ -39,5 +39,5 @@ def ebmkit_register_evaluators(register):
     from ebmkit_toy.density2d import Density2DEvaluator
     from ebmkit_toy.gaussian import GaussianKL
 
-    register("density2d", Density2DEvaluator)
-    register("gaussian_kl", GaussianKL)
+    register("density2d", Density2DEvaluator, requires=("exact_2d_density",))
+    register("gaussian_kl", GaussianKL, requires=("gaussian_energy", "standard_normal_data"))

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
 import torch
 
 from ebmkit import EbmkitError
+from ebmkit.params import component
 from ebmkit.protocols import EvalContext
 from ebmkit_toy.densities import Grid
 
@@ -45,6 +47,8 @@ class Density2DEvaluator:
     num_test: int = attrs.field(default=5000, validator=attrs.validators.gt(0))
     num_samples: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
     plot: bool = True
+    #: a sampler of its own for the plotted samples (``[evaluators.sampler]``); else the run's
+    sampler: Any = component("samplers")
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         density = getattr(ctx.dataset, "density", None)
@@ -56,7 +60,7 @@ class Density2DEvaluator:
         if self.plot:
             samples = None
             if self.num_samples:
-                samples = ctx.sampler.sample(ctx.energy, ctx.noise(self.num_samples)).x.cpu()
+                samples = (self.sampler or ctx.sampler).sample(ctx.energy, ctx.noise(self.num_samples)).x.cpu()
             self._plot(ctx, grid, test, samples, metrics)
         return metrics
 

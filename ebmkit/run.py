@@ -1,0 +1,131 @@
+"""A run: its setup (build, threads, folder, state) and what every lifecycle hook receives.
+
+A run folder holds ``recipe.toml`` (the recipe with every parameter written out, defaults
+included), ``run.json`` (each component's full record: name, parameters, plugin,
+distribution and version; the threads chosen), ``metrics.jsonl`` (one JSON object per
+line), ``checkpoints/`` (safetensors) and whatever the evaluators write.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import tomli_w
+import torch
+from rich.console import Console
+
+from ebmkit.build import Components, build
+from ebmkit.console import console as default_console
+from ebmkit.console import escape
+from ebmkit.data import DataStream
+from ebmkit.errors import EbmkitError
+from ebmkit.protocols import EvalContext
+from ebmkit.recipe import Recipe, RunSettings
+from ebmkit.registry import Registries, default_registries
+from ebmkit.state import EMA, RunState
+
+#: Below this many parameters an energy trains on one CPU thread by default: its ops are so
+#: small that torch's thread barrier costs more than a second thread gains, and on a busy
+#: machine many times more (benchmarks/bench_threads.py measures it).
+SMALL_ENERGY_PARAMETERS = 1_000_000
+
+
+@attrs.define
+class Run:
+    """A run in progress: what every lifecycle hook receives.
+
+    :ivar model: what the loop trains through: the energy, or the module a device strategy
+        wrapped it in (``ebmkit_wrap_energy``). ``state.energy`` is always the plain energy.
+    :ivar latest: the latest value of every metric logged so far.
+    :ivar live: show a live progress bar (a terminal), rather than plain lines.
+    """
+
+    recipe: Recipe
+    out_dir: Path
+    components: Components
+    state: RunState
+    device: torch.device
+    model: torch.nn.Module
+    hook: Any
+    console: Console
+    live: bool
+    threads: int
+    latest: dict[str, float] = attrs.field(factory=dict)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Log metrics: every logger (``ebmkit_log_metrics``) gets them."""
+        metrics = {k: float(v) for k, v in metrics.items()}
+        self.latest.update(metrics)
+        self.hook.ebmkit_log_metrics(run=self, step=step, metrics=metrics)
+
+    def eval_context(self, step: int) -> EvalContext:
+        """What an evaluator gets: the EMA weights when the recipe keeps an EMA."""
+        energy = self.state.ema.module if self.state.ema is not None else self.state.energy
+        c = self.components
+        return EvalContext(energy, c.dataset, c.sampler, c.noise, self.out_dir, step, self.device, c.buffer)
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` holds: where the recipe came from, and every component's record."""
+        components = {spec.where: spec.record() for specs in self.recipe.components.values() for spec in specs}
+        return {"source": self.recipe.source, "threads": self.threads, "device": str(self.device), "components": components}
+
+
+def default_out_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
+    stem = recipe.run.name or Path(recipe.source).stem
+    return root / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def usable_device(settings: RunSettings) -> torch.device:
+    try:
+        device = torch.device(settings.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise EbmkitError(f"[run].device = {settings.device!r} is not usable here: {exc}") from None
+    return device
+
+
+def choose_threads(settings: RunSettings, energy: torch.nn.Module) -> tuple[int, str]:
+    """The intra-op thread count for this run, and why."""
+    if settings.threads is not None:
+        return settings.threads, "[run].threads"
+    count = sum(p.numel() for p in energy.parameters())
+    if count < SMALL_ENERGY_PARAMETERS:
+        return 1, f"the energy has {count:,} parameters (< {SMALL_ENERGY_PARAMETERS:,}); set \\[run].threads to change"
+    return torch.get_num_threads(), f"torch's default for an energy of {count:,} parameters; set \\[run].threads to change"
+
+
+def setup(
+    recipe: Recipe, out_dir: Path, *, console: Console | None = None, live: bool | None = None,
+    registries: Registries | None = None,
+) -> Run:
+    """Build every component, then create the run folder: a recipe that fails to build leaves no folder.
+
+    The caller restores the thread count (``torch.set_num_threads``) when the run ends.
+    """
+    console = console or default_console
+    registries = registries or default_registries()
+    device = usable_device(recipe.run)
+    torch.manual_seed(recipe.run.seed)
+    components = build(recipe, device)
+    threads, why = choose_threads(recipe.run, components.energy)
+    torch.set_num_threads(threads)
+    console.print(f"threads: {threads} ({why})")
+    for warning in components.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "recipe.toml").write_text(f"# resolved from {recipe.source}\n" + tomli_w.dumps(recipe.resolved()))
+    energy, optimizer = components.energy, components.optimizer
+    ema = EMA(energy, recipe.train.ema) if recipe.train.ema is not None else None
+    data = DataStream(components.dataset, recipe.train.batch_size, recipe.run.seed)
+    stateful = RunState.stateful_components(components.built, energy, optimizer)
+    state = RunState(energy, optimizer, data, ema, stateful)
+    run = Run(recipe, out_dir, components, state, device, energy, registries.pm.hook, console,
+              console.is_terminal if live is None else live, threads)
+    run.model = run.hook.ebmkit_wrap_energy(run=run, energy=energy) or energy
+    (out_dir / "run.json").write_text(json.dumps(run.record(), indent=1))
+    return run
