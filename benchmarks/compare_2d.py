@@ -24,7 +24,7 @@ from rich.console import Console
 
 import ebmkit
 from ebmkit.recipe import load
-from ebmkit.runner import train
+from ebmkit.loop import train
 from ebmkit_toy.densities import DENSITIES, Grid
 from ebmkit_toy.density2d import energies
 

@@ -139,7 +139,7 @@ class Trainer:
         if bound is not None and abs(watched["e_pos"]) > bound:
             raise TrainingDiverged(
                 f"training diverged at step {step}: |mean E+| = {abs(watched['e_pos']):.3g} exceeds "
-                f"\\[train].energy_bound = {bound}"
+                f"[train].energy_bound = {bound}"
             )
 
     def after_step(self, result: SampleResult | None) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -7,11 +9,20 @@ import pytest
 from click.testing import CliRunner
 
 from ebmkit.cli import cli
+from ebmkit.plugins import AUTOLOAD_ENV, get_plugin_manager
 from ebmkit.registry import Registries, default_registries, reset_default_registries
-from ebmkit.plugins import get_plugin_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
+
+# Tests see ebmkit's own plugins only, whatever else is installed; a test that installs a
+# third-party plugin turns autoload on for itself (install_plugin, plugin_env).
+os.environ[AUTOLOAD_ENV] = "1"
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    """The rows of a run folder's metrics.jsonl."""
+    return [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture
@@ -40,11 +51,47 @@ def run_cli():
     return invoke
 
 
-def make_distribution(root: Path, dist_name: str, module: str, source: str, entry_name: str | None = None) -> Path:
+def make_distribution(
+    root: Path, dist_name: str, module: str, source: str, entry_name: str | None = None, version: str = "0.1"
+) -> Path:
     """Write an installed-looking distribution (a module plus its .dist-info) under ``root``."""
     (root / f"{module}.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist_name.replace('-', '_')}-0.1.dist-info"
+    for old in root.glob(f"{dist_name.replace('-', '_')}-*.dist-info"):
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    info = root / f"{dist_name.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: 0.1\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[ebmkit]\n{entry_name or module} = {module}\n")
     return root
+
+
+@pytest.fixture
+def install_plugin(tmp_path, monkeypatch, fresh_registries):
+    """``install_plugin(dist_name, module, source, ...)`` writes a plugin distribution onto sys.path
+    and returns fresh registries with third-party autoload on."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)
+
+    def install(dist_name: str, module: str, source: str, **kwargs) -> Registries:
+        import importlib
+        import sys
+
+        make_distribution(root, dist_name, module, source, **kwargs)
+        sys.modules.pop(module, None)
+        importlib.invalidate_caches()
+        return fresh_registries()
+
+    install.root = root
+    return install
+
+
+def plugin_env(*roots: Path) -> dict[str, str]:
+    """The environment of a subprocess that sees the plugins under ``roots`` (autoload on)."""
+    env = {k: v for k, v in os.environ.items() if k != AUTOLOAD_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(map(str, roots))
+    env["OMP_NUM_THREADS"] = "1"
+    return env

@@ -35,7 +35,7 @@ def test_misspelled_recipe_exits_2_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ebmkit.cli", "run", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "transitions[0].name" in proc.stderr and "did you mean 'langevin'?" in proc.stderr
+    assert "sampler.transitions[0].name" in proc.stderr and "did you mean 'langevin'?" in proc.stderr
     assert "available transitions:" in proc.stderr
 
 

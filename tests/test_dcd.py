@@ -12,7 +12,7 @@ from torch.distributions import MultivariateNormal, kl_divergence
 from ebmkit.errors import EbmkitError
 from ebmkit.protocols import EvalContext, TrainBatch
 from ebmkit.recipe import load
-from ebmkit.runner import train
+from ebmkit.loop import train
 from ebmkit_dcd.denoise import Denoise, psnr, tweedie_denoise
 from ebmkit_dcd.kernels import GaussianKernel
 from ebmkit_dcd.log_mean_exp import DCDLogMeanExp
@@ -56,7 +56,7 @@ def parameter_grad(energy, value: torch.Tensor) -> torch.Tensor:
 
 def data_batch(energy, n: int = 32000, seed: int = 0) -> TrainBatch:
     x = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
-    return TrainBatch(energy, x, None, None, None, None)
+    return TrainBatch(energy, x)
 
 
 ESTIMATORS = {
@@ -79,7 +79,7 @@ def test_estimator_gradient_is_the_exact_dcd_gradient(estimator, kernel_kind, si
     torch.manual_seed(1)
     model = gaussian_model()
     loss = ESTIMATORS[estimator](kernel_kind, sigma)
-    estimate = parameter_grad(model, loss(model, data_batch(model)).value)
+    estimate = parameter_grad(model, loss(data_batch(model)).value)
     assert torch.allclose(estimate, exact, atol=tolerance), (estimate, exact)
 
 
@@ -90,7 +90,7 @@ def test_log_mean_exp_value_is_dcd_up_to_the_known_constant(kernel_kind, sigma):
     kernel, m, d = GaussianKernel(kernel_kind, sigma), 256, 2
     torch.manual_seed(2)
     model = gaussian_model()
-    value = DCDLogMeanExp(sigma=sigma, kernel=kernel_kind, num_particles=m, stabilizer=0.0)(model, data_batch(model)).value
+    value = DCDLogMeanExp(sigma=sigma, kernel=kernel_kind, num_particles=m, stabilizer=0.0)(data_batch(model)).value
     offset = d / 2 * math.log(1 + sigma**2) if kernel_kind == "ve" else -d * math.log(kernel.alpha)
     assert float(value.detach()) - math.log(m) + offset == pytest.approx(float(exact_dcd(model, kernel).detach()), abs=0.03)
 
@@ -101,7 +101,7 @@ def test_recovery_energy_l2_adds_the_squared_energies():
     for weight in (0.0, 0.5):
         torch.manual_seed(4)
         loss = DCDRecovery(sigma=0.5, steps=3, transition=MALA(step_size=0.01), energy_l2=weight)
-        values.append(float(loss(model, TrainBatch(model, x, None, None, None, None)).value.detach()))
+        values.append(float(loss(TrainBatch(model, x)).value.detach()))
     torch.manual_seed(4)
     x_tilde = DCDRecovery(sigma=0.5, steps=3, transition=MALA(step_size=0.01)).recover(model, x)
     with torch.no_grad():

@@ -7,7 +7,7 @@ import json
 import torch
 
 from ebmkit.recipe import load
-from ebmkit.runner import train
+from ebmkit.loop import train
 from ebmkit_toy.gaussian import QuadraticEnergy, kl_standard_normal_to
 from tests.conftest import RECIPES
 

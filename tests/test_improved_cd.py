@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from ebmkit.protocols import SampleResult, Scheduled, TrainBatch
+from ebmkit.protocols import TrainBatch
 from ebmkit_cd.cd import ContrastiveDivergence
 from ebmkit_cd.energy_l2 import EnergyL2
 from ebmkit_improved_cd.kl import KLTerm
 from ebmkit_improved_cd.nn_entropy import NearestNeighbourEntropy
 from ebmkit_improved_cd.resnet import ResNetEnergy
-from ebmkit_mcmc.chain import Chain
+from ebmkit_mcmc.chain import Chain, Scheduled
 from ebmkit_mcmc.langevin import Langevin
 from ebmkit_mcmc.replay import ReplayBuffer
 from ebmkit_toy.mlp import MLPEnergy
@@ -30,9 +30,9 @@ def tiny_energy():
 def kl_through_ebmkit(energy, x0, steps, last_steps, seed=3):
     chain = Chain(steps=steps, transitions=[Scheduled(Langevin(step_size=STEP, noise_std=NOISE, noise_first=True), 1)])
     torch.manual_seed(seed)
-    result = chain.sample(energy, x0, keep_last_graph=last_steps)
-    batch = TrainBatch(energy, x0, result.x, None, result, None)
-    value = KLTerm(last_steps=last_steps)(energy, batch).value
+    result = chain.sample(energy, x0, keep_graph=last_steps)
+    batch = TrainBatch(energy, x0, x_neg=result.x, x_neg_graph=result.x_graph)
+    value = KLTerm(last_steps=last_steps)(batch).value
     return value, torch.autograd.grad(value, list(energy.parameters()), allow_unused=True, materialize_grads=True)
 
 
@@ -105,12 +105,12 @@ def test_entropy_gradient_pushes_the_kl_samples_apart():
     buffer.push(torch.rand(2000, 3, 4, 4))
     term = NearestNeighbourEntropy(num_reference=100, min_buffer=1000)
     x = (torch.rand(32, 3, 4, 4) * 0.8 + 0.1).requires_grad_(True)
-    batch = TrainBatch(None, x, x, None, SampleResult(x.detach(), {}, x), buffer)
+    batch = TrainBatch(None, x, x_neg=x.detach(), x_neg_graph=x, reference_set=buffer)
     torch.manual_seed(1)
-    out = term(None, batch)
+    out = term(batch)
     (grad,) = torch.autograd.grad(out.value, x)
     torch.manual_seed(1)
-    reference = buffer.sample(100)
+    reference = buffer.reference_samples(100)
 
     def nearest(points):
         return torch.cdist(points.flatten(1), reference.flatten(1)).min(1).values
@@ -128,8 +128,8 @@ def test_entropy_distance_is_exact_for_close_points_far_from_the_origin():
     buffer = ReplayBuffer(capacity=200, noise=lambda n: torch.zeros(n, 2))
     buffer.push(reference)
     x = (reference[:64] + torch.tensor([1e-3, 0.0])).requires_grad_(True)
-    batch = TrainBatch(None, x, x, None, SampleResult(x.detach(), {}, x), buffer)
-    out = NearestNeighbourEntropy(num_reference=200, min_buffer=0)(None, batch)
+    batch = TrainBatch(None, x, x_neg=x.detach(), x_neg_graph=x, reference_set=buffer)
+    out = NearestNeighbourEntropy(num_reference=200, min_buffer=0)(batch)
     (grad,) = torch.autograd.grad(out.value, x)
     # Drawn with replacement, the reference set holds most of the points; each x is 1e-3 from its own.
     assert math.isfinite(out.value.item()) and torch.isfinite(grad).all()
@@ -140,8 +140,8 @@ def test_entropy_term_waits_for_the_buffer_to_fill():
     buffer = ReplayBuffer(capacity=2000, noise=lambda n: torch.zeros(n, 2))
     buffer.push(torch.rand(1000, 2))
     x = torch.rand(4, 2, requires_grad=True)
-    batch = TrainBatch(None, x, x, None, SampleResult(x.detach(), {}, x), buffer)
-    out = NearestNeighbourEntropy(min_buffer=1000)(None, batch)
+    batch = TrainBatch(None, x, x_neg=x.detach(), x_neg_graph=x, reference_set=buffer)
+    out = NearestNeighbourEntropy(min_buffer=1000)(batch)
     assert out.value.item() == 0.0 and out.metrics["nn_entropy/active"] == 0.0
 
 
@@ -149,11 +149,12 @@ def test_multiscale_losses_average_scales_and_square_each_scale():
     torch.manual_seed(0)
     energy = ResNetEnergy(width=8, data_shape=(3, 16, 16))
     x_pos, x_neg = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
-    batch = TrainBatch(energy, x_pos, x_neg, None, SampleResult(x_neg), None)
-    pos, neg = energy.per_scale(x_pos), energy.per_scale(x_neg)
+    batch = TrainBatch(energy, x_pos, x_neg=x_neg)
+    pos, neg = energy(x_pos, per_scale=True), energy(x_neg, per_scale=True)
     assert pos.shape == (4, 3)
-    torch.testing.assert_close(ContrastiveDivergence()(energy, batch).value, pos.mean() - neg.mean())
-    torch.testing.assert_close(EnergyL2()(energy, batch).value, (pos**2).mean() + (neg**2).mean())
+    torch.testing.assert_close(ContrastiveDivergence()(batch).value, pos.mean() - neg.mean())
+    torch.testing.assert_close(EnergyL2()(batch).value, (pos**2).mean() + (neg**2).mean())
+    torch.testing.assert_close(batch.e_pos, pos.sum(1))  # E(x+) is the energy itself
     torch.testing.assert_close(energy(x_pos), pos.sum(1))  # samplers see the sum over scales
 
 

@@ -9,8 +9,8 @@ import torch
 
 import ebmkit
 from ebmkit import Energy
-from ebmkit.protocols import Scheduled, StepContext, StepResult
-from ebmkit_mcmc.chain import Chain
+from ebmkit.protocols import StepContext, StepResult
+from ebmkit_mcmc.chain import Chain, Scheduled
 from ebmkit_mcmc.hmc import HMC
 from ebmkit_mcmc.mala import MALA
 
@@ -151,7 +151,7 @@ def test_keep_last_graph_redoes_the_last_step_with_the_same_noise(sampler, regis
         built = registries.get("samplers", sampler).build({"step_size": 0.1, "levels": 2, "steps_per_level": 2})
     x0 = torch.randn(16, 2)
     torch.manual_seed(1)
-    with_graph = built.sample(energy, x0, keep_last_graph=True)
+    with_graph = built.sample(energy, x0, keep_graph=1)
     torch.manual_seed(1)
     plain = built.sample(energy, x0)
     assert torch.equal(with_graph.x, plain.x)  # the redo consumed no random numbers of the run

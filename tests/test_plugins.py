@@ -1,17 +1,15 @@
-"""The plugin host: entry-point loading, attribution, blocking, and broken plugins."""
+"""The plugin host: entry-point loading, attribution, blocking, and broken plugins left out and reported."""
 
 from __future__ import annotations
 
-import os
+import json
+import math
 import subprocess
 import sys
 
-import pytest
-
-from ebmkit.errors import DuplicateComponentError, PluginError, UnknownComponentError
+from ebmkit.loop import train
 from ebmkit.recipe import load as load_recipe
-from ebmkit.runner import train
-from tests.conftest import RECIPES, make_distribution
+from tests.conftest import RECIPES, make_distribution, plugin_env
 
 THIRD_PARTY = """
 import torch
@@ -35,34 +33,61 @@ def ebmkit_register_energies(register):
     register("tp_quadratic", Quadratic)
 """
 
+#: A misspelled hook beside a good one: the whole plugin is left out.
+TYPO = """
+from ebmkit import hookimpl
+
+def energy_free_loss(): ...
+
+@hookimpl
+def ebmkit_register_sampler(register):
+    pass
+
+@hookimpl
+def ebmkit_register_losses(register):
+    register("typo_loss", energy_free_loss)
+"""
+
+#: A name ebmkit's own mcmc plugin has, beside a new one: the whole plugin is left out.
+DUPLICATE = """
+from ebmkit import hookimpl
+
+def impostor(step_size: float = 1.0):
+    return None
+
+@hookimpl
+def ebmkit_register_transitions(register):
+    register("dupe_only", impostor)
+    register("langevin", impostor)
+"""
+
 
 def test_first_party_plugins_come_through_entry_points(registries):
     entry = registries.get("transitions", "langevin")
-    assert entry.plugin == "mcmc"
-    assert entry.distribution.startswith("ebmkit ")
+    assert (entry.plugin, entry.distribution) == ("mcmc", "ebmkit")
     assert {info.distribution for info in registries.pm.infos.values()} == {"ebmkit"}
+    assert not registries.failures
 
 
-def test_third_party_distribution_is_discovered_and_used_from_a_recipe(tmp_path, monkeypatch, fresh_registries):
-    make_distribution(tmp_path, "ebmkit-thirdparty", "ebmkit_thirdparty", THIRD_PARTY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registries = fresh_registries()
+def test_third_party_distribution_is_discovered_and_used_from_a_recipe(tmp_path, install_plugin):
+    registries = install_plugin("ebmkit-thirdparty", "ebmkit_thirdparty", THIRD_PARTY)
     entry = registries.get("energies", "tp_quadratic")
-    assert (entry.plugin, entry.distribution) == ("ebmkit_thirdparty", "ebmkit-thirdparty 0.1")
+    assert (entry.plugin, entry.distribution, entry.version) == ("ebmkit_thirdparty", "ebmkit-thirdparty", "0.1")
     recipe = load_recipe(
         RECIPES / "quickstart.toml",
         ['energy={name = "tp_quadratic", scale = 2.0}', "train.steps=3", "evaluators=[]", "data.size=512"],
         registries,
     )
-    result = train(recipe, tmp_path / "run", live=False)
-    assert (tmp_path / "run" / "metrics.jsonl").exists()
-    assert "ebmkit_thirdparty" in (tmp_path / "run" / "run.json").read_text()
-    assert result.metrics["loss"] == result.metrics["loss"]  # finite, not NaN
+    result = train(recipe, tmp_path / "run", live=False, registries=registries)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())["components"]["energy"]
+    assert (record["plugin"], record["distribution"], record["version"]) == ("ebmkit_thirdparty", "ebmkit-thirdparty", "0.1")
+    assert record["params"] == {"scale": 2.0}
+    assert math.isfinite(result.metrics["loss"])
 
 
 def test_third_party_plugin_shows_in_the_cli(tmp_path):
     make_distribution(tmp_path, "ebmkit-thirdparty", "ebmkit_thirdparty", THIRD_PARTY)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = plugin_env(tmp_path)
     listing = subprocess.run([sys.executable, "-m", "ebmkit.cli", "list", "energies"], env=env, capture_output=True, text=True)
     assert listing.returncode == 0, listing.stderr
     assert "tp_quadratic" in listing.stdout and "ebmkit_thirdparty" in listing.stdout
@@ -71,60 +96,96 @@ def test_third_party_plugin_shows_in_the_cli(tmp_path):
     assert "tp_quadratic" not in listing.stdout and "mlp" in listing.stdout
 
 
-def test_autoload_off_keeps_first_party_but_drops_third_party(tmp_path, monkeypatch, fresh_registries):
-    make_distribution(tmp_path, "ebmkit-thirdparty", "ebmkit_thirdparty", THIRD_PARTY)
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_autoload_off_keeps_first_party_but_drops_third_party(install_plugin, monkeypatch, fresh_registries):
+    install_plugin("ebmkit-thirdparty", "ebmkit_thirdparty", THIRD_PARTY)
     monkeypatch.setenv("EBMKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
     registries = fresh_registries()
     assert "tp_quadratic" not in registries["energies"]
     assert "langevin" in registries["transitions"]
 
 
-def test_blocked_plugin_is_not_loaded(monkeypatch, fresh_registries):
+def test_blocked_plugin_is_not_loaded_and_unknown_names_say_so(monkeypatch, fresh_registries):
     monkeypatch.setenv("EBMKIT_DISABLED_PLUGINS", "toy, optim")
     registries = fresh_registries()
     assert "mlp" not in registries["energies"] and "adam" not in registries["optimizers"]
     assert "langevin" in registries["transitions"]
-    with pytest.raises(UnknownComponentError):
-        registries.get("energies", "mlp")
+    assert "unknown energy 'mlp'" in _error(lambda: registries.get("energies", "mlp"))
 
 
-def test_a_plugin_that_raises_on_import_is_reported_and_the_others_load(tmp_path, monkeypatch, fresh_registries):
-    make_distribution(tmp_path, "ebmkit-broken", "ebmkit_broken", "raise RuntimeError('boom at import')\n")
-    make_distribution(tmp_path, "ebmkit-thirdparty", "ebmkit_thirdparty", THIRD_PARTY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registries = fresh_registries()
+def _error(call) -> str:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the message is what is tested
+        return str(exc)
+    raise AssertionError("no error")
+
+
+def test_a_plugin_that_raises_on_import_is_reported_with_its_traceback(install_plugin):
+    install_plugin("ebmkit-thirdparty", "ebmkit_thirdparty", THIRD_PARTY)
+    registries = install_plugin("ebmkit-broken", "ebmkit_broken", "def f():\n    raise RuntimeError('boom at import')\nf()\n")
     assert "boom at import" in registries.failures["ebmkit_broken"]
+    assert "line 2, in f" in registries.pm.infos["ebmkit_broken"].traceback
     assert "tp_quadratic" in registries["energies"] and "langevin" in registries["transitions"]
 
 
-def test_a_plugin_whose_registration_raises_is_reported(tmp_path, monkeypatch, fresh_registries):
-    source = "from ebmkit import hookimpl\n\n@hookimpl\ndef ebmkit_register_losses(register):\n    raise ValueError('bad registration')\n"
-    make_distribution(tmp_path, "ebmkit-badreg", "ebmkit_badreg", source)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registries = fresh_registries()
-    assert "bad registration" in registries.failures["ebmkit_badreg"]
-    assert "cd" in registries["losses"]
-
-
-def test_a_misspelled_hook_fails_loudly(tmp_path, monkeypatch, fresh_registries):
-    source = "from ebmkit import hookimpl\n\n@hookimpl\ndef ebmkit_register_sampler(register):\n    pass\n"
-    make_distribution(tmp_path, "ebmkit-typo", "ebmkit_typo", source)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(PluginError, match="ebmkit_register_sampler"):
-        fresh_registries()
-
-
-def test_a_duplicate_name_is_an_error_naming_both_plugins(tmp_path, monkeypatch, fresh_registries):
+def test_registration_is_all_or_nothing(install_plugin):
     source = (
-        "from ebmkit import hookimpl\n\ndef impostor(step_size: float = 1.0):\n    return None\n\n"
-        "@hookimpl\ndef ebmkit_register_transitions(register):\n    register('langevin', impostor)\n"
+        "from ebmkit import hookimpl\n\ndef half(): ...\n\n@hookimpl\ndef ebmkit_register_losses(register):\n"
+        "    register('half_registered', half)\n    raise ValueError('bad registration')\n"
     )
-    make_distribution(tmp_path, "ebmkit-dupe", "ebmkit_dupe", source)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(DuplicateComponentError) as info:
-        fresh_registries()
-    assert "'ebmkit_dupe'" in str(info.value) and "'mcmc'" in str(info.value)
+    registries = install_plugin("ebmkit-badreg", "ebmkit_badreg", source)
+    assert "bad registration" in registries.failures["ebmkit_badreg"]
+    assert "half_registered" not in registries["losses"] and "cd" in registries["losses"]
+
+
+def test_register_is_bound_to_its_kind(install_plugin):
+    source = (
+        "from ebmkit import hookimpl\n\ndef sneaky(): ...\n\n@hookimpl\ndef ebmkit_register_losses(register):\n"
+        "    register('sneaky', sneaky, _kind='samplers')\n"
+    )
+    registries = install_plugin("ebmkit-sneaky", "ebmkit_sneaky", source)
+    assert "_kind" in registries.failures["ebmkit_sneaky"]
+    assert "sneaky" not in registries["samplers"] and "sneaky" not in registries["losses"]
+
+
+def test_a_misspelled_hook_is_reported_with_a_suggestion_and_left_out(install_plugin):
+    registries = install_plugin("ebmkit-typo", "ebmkit_typo", TYPO)
+    message = registries.failures["ebmkit_typo"]
+    assert "'ebmkit_register_sampler'" in message and "did you mean 'ebmkit_register_samplers'?" in message
+    assert "typo_loss" not in registries["losses"]  # its correct hook is left out with it
+    assert "chain" in registries["samplers"]
+
+
+def test_a_duplicate_name_is_reported_naming_both_plugins_and_left_out(install_plugin):
+    registries = install_plugin("ebmkit-dupe", "ebmkit_dupe", DUPLICATE)
+    message = registries.failures["ebmkit_dupe"]
+    assert "transition 'langevin' conflicts with transition 'langevin' from plugin 'mcmc' (ebmkit " in message
+    assert registries.get("transitions", "langevin").plugin == "mcmc"
+    assert "dupe_only" not in registries["transitions"]
+    assert "note: plugin(s) 'ebmkit_dupe' failed to load" in _error(lambda: registries.get("transitions", "dupe_only"))
+
+
+def test_broken_plugins_are_named_by_ebmkit_plugins_and_runs_still_work(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "ebmkit-typo", "ebmkit_typo", TYPO)
+    make_distribution(site, "ebmkit-dupe", "ebmkit_dupe", DUPLICATE)
+    env = plugin_env(site)
+    listing = subprocess.run([sys.executable, "-m", "ebmkit.cli", "plugins", "--json"], env=env, capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    rows = {row["name"]: row for row in json.loads(listing.stdout)}
+    assert "did you mean 'ebmkit_register_samplers'?" in rows["ebmkit_typo"]["error"]
+    assert "conflicts with transition 'langevin' from plugin 'mcmc'" in rows["ebmkit_dupe"]["error"]
+    assert rows["mcmc"]["error"] is None
+    out = tmp_path / "run"
+    run = subprocess.run(
+        [sys.executable, "-m", "ebmkit.cli", "run", str(RECIPES / "quickstart.toml"), "--out", str(out),
+         "--set", "train.steps=3", "--set", "data.size=512", "--set", "evaluators=[]"],
+        env=env, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "plugin 'ebmkit_dupe' failed to load" in run.stderr and "plugin 'ebmkit_typo' failed to load" in run.stderr
+    assert (out / "checkpoints" / "step_0000003" / "energy.safetensors").exists()
 
 
 def test_a_plugin_can_add_a_command_and_broken_plugins_are_warned_about(tmp_path):
@@ -134,8 +195,7 @@ def test_a_plugin_can_add_a_command_and_broken_plugins_are_warned_about(tmp_path
     )
     make_distribution(tmp_path, "ebmkit-cmd", "ebmkit_cmd", source)
     make_distribution(tmp_path, "ebmkit-broken", "ebmkit_broken", "raise RuntimeError('boom at import')\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "ebmkit.cli", "hello"], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ebmkit.cli", "hello"], env=plugin_env(tmp_path), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "hello from a plugin"
     assert "plugin 'ebmkit_broken' failed to load: RuntimeError: boom at import" in proc.stderr

@@ -37,7 +37,7 @@ def test_misspelled_component_names_its_table_suggests_and_lists(tmp_path, regis
     with pytest.raises(RecipeError) as info:
         load(path, registries=registries)
     (problem,) = info.value.problems
-    assert problem.where == "transitions[0].name"
+    assert problem.where == "sampler.transitions[0].name"
     assert "did you mean 'langevin'?" in problem.message
     assert f"available transitions: {', '.join(registries['transitions'].names())}\n" in problem.message
     assert "ebmkit list transitions" in problem.message
@@ -50,7 +50,7 @@ def test_three_mistakes_are_reported_together(tmp_path, registries):
     with pytest.raises(RecipeError) as info:
         load(write(tmp_path, text), registries=registries)
     wheres = [p.where for p in info.value.problems]
-    assert wheres == ["train.steps", "energy.hiden", "transitions[0].name"]
+    assert wheres == ["train.steps", "energy.hiden", "sampler.transitions[0].name"]
     assert "found 3 errors" in str(info.value)
     assert "did you mean 'hidden'?" in str(info.value)
     assert "expected int, got 'many'" in str(info.value)
@@ -77,13 +77,13 @@ def test_invalid_toml_is_a_recipe_error(tmp_path, registries):
 
 
 def test_overrides_change_values_and_are_validated(registries):
-    recipe = load(RECIPES / "quickstart.toml", ["transitions.0.step_size=0.5", "losses[1].weight=2", "train.steps=7"], registries)
-    assert recipe.many("transitions")[0].values["step_size"] == 0.5
-    assert recipe.many("losses")[1].core["weight"] == 2.0
+    recipe = load(RECIPES / "quickstart.toml", ["sampler.transitions.0.step_size=0.5", "losses[1].weight=2", "train.steps=7"], registries)
+    assert recipe.one("sampler").values["transitions"][0].values["step_size"] == 0.5
+    assert recipe.many("losses")[1].keys["weight"] == 2.0
     assert recipe.train.steps == 7
     with pytest.raises(RecipeError) as info:
-        load(RECIPES / "quickstart.toml", ["transitions.3.step_size=0.5", "energy.widht=3"], registries)
-    assert [p.where for p in info.value.problems] == ["--set transitions.3.step_size=0.5", "energy.widht"]
+        load(RECIPES / "quickstart.toml", ["sampler.transitions.3.step_size=0.5", "energy.widht=3"], registries)
+    assert [p.where for p in info.value.problems] == ["--set sampler.transitions.3.step_size=0.5", "energy.widht"]
 
 
 def test_override_values_are_read_as_toml():
@@ -110,7 +110,7 @@ def test_types_are_checked_for_components_with_context_fields(registries):
 
 
 @pytest.mark.parametrize(("override", "where"), [
-    ("transitions.0.every=0", "transitions[0].every"),
+    ("sampler.transitions.0.every=0", "sampler.transitions[0].every"),
     ("train.grad_clip=-1.0", "train"),
     ("data.size=-5", "data"),
 ])

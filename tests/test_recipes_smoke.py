@@ -8,8 +8,9 @@ import tomllib
 
 import pytest
 
+from ebmkit.protocols import needs_of
 from ebmkit.recipe import load
-from ebmkit.runner import train
+from ebmkit.loop import train
 from ebmkit_toy.densities import DENSITIES
 from tests.conftest import RECIPES
 
@@ -81,6 +82,6 @@ def test_2d_recipe_smoke_pass(path, tmp_path, registries):
     trained = [r for r in rows if "loss" in r]
     assert [r["step"] for r in trained] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in trained)
     # The sampler runs in training exactly when a loss term needs negative samples.
-    needs_samples = any(getattr(spec.build(), "needs_samples", True) for spec in recipe.many("losses"))
+    needs_samples = any(needs_of(spec.build()).negatives for spec in recipe.many("losses"))
     assert all(("e_neg" in r) == needs_samples for r in trained)
     assert math.isfinite(result.metrics["density2d/grid_kl"])

@@ -40,18 +40,18 @@ def test_seed_is_reproducible_and_leaves_global_rng_alone():
     energy = Gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 1.0]])
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    a = ebmkit.sample(energy, 10, shape=(2,), steps=5, step_size=0.1, seed=7)
+    a = ebmkit.sample(energy, 10, shape=(2,), sampler="langevin", steps=5, step_size=0.1, seed=7)
     assert torch.equal(before, torch.get_rng_state())
-    b = ebmkit.sample(energy, 10, shape=(2,), steps=5, step_size=0.1, seed=7)
+    b = ebmkit.sample(energy, 10, shape=(2,), sampler="langevin", steps=5, step_size=0.1, seed=7)
     assert torch.equal(a, b)
 
 
 def test_params_are_routed_and_mistakes_are_named():
     energy = Gaussian([0.0], [[1.0]])
-    result = ebmkit.sample(energy, 8, shape=(1,), steps=3, step_size=0.1, return_result=True)
+    result = ebmkit.sample(energy, 8, shape=(1,), sampler="langevin", steps=3, step_size=0.1, return_result=True)
     assert len(result.trace["energy"]) == 3
     with pytest.raises(EbmkitError, match="did you mean 'step_size'"):
-        ebmkit.sample(energy, 8, shape=(1,), steps=3, stepsize=0.1)
+        ebmkit.sample(energy, 8, shape=(1,), sampler="langevin", steps=3, stepsize=0.1)
     with pytest.raises(ebmkit.UnknownComponentError, match="sampler or transition 'langevn' - did you mean 'langevin'") as info:
         ebmkit.sample(energy, 8, shape=(1,), sampler="langevn", steps=3, step_size=0.1)
     registries = ebmkit.registries()

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from ebmkit.errors import TrainingDiverged
 from ebmkit.recipe import load
-from ebmkit.runner import train
+from ebmkit.loop import train
 from tests.conftest import RECIPES
 
 

@@ -36,7 +36,7 @@ class DCDLogMeanExp:
             x_back = kernel.backward_proposals(kernel.diffuse(x), m)
         cond_back = cond.repeat_interleave(m, dim=0) if cond is not None else None
         e_back = energy(x_back, cond_back).view(x.shape[0], m)
-        differences = batch.e_pos_total[:, None] - e_back
+        differences = batch.e_pos[:, None] - e_back
         if self.stabilizer > 0:
             log_w = torch.full_like(differences[:, :1], math.log(self.stabilizer))
             differences = torch.cat([differences, log_w], dim=1)

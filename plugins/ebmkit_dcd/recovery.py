@@ -49,7 +49,7 @@ class DCDRecovery:
     def __call__(self, batch: TrainBatch) -> LossOutput:
         energy = batch.energy
         x_tilde = self.recover(energy, batch.x_pos, batch.cond)
-        e_data, e_recovered = batch.e_pos_total, energy(x_tilde, batch.cond)
+        e_data, e_recovered = batch.e_pos, energy(x_tilde, batch.cond)
         value = e_data.mean() - e_recovered.mean()
         if self.energy_l2:
             value = value + self.energy_l2 * ((e_data**2).mean() + (e_recovered**2).mean())
