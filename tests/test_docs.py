@@ -15,7 +15,9 @@ def hook_names() -> list[str]:
 def test_every_hook_is_documented_with_its_signature():
     page = (ROOT / "docs" / "plugin_hooks.md").read_text()
     names = hook_names()
-    assert len(names) == 9
+    from ebmkit.kinds import KINDS
+
+    assert {kind.hook for kind in KINDS} <= set(names)  # one registration hook per kind, from the table
     for name in names:
         params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
         assert f"### {name}({params})" in page, f"{name} is not documented in docs/plugin_hooks.md"
