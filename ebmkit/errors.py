@@ -66,10 +66,6 @@ class ComponentBuildError(EbmkitError):
         super().__init__(f"{where}: {message}")
 
 
-class PluginError(EbmkitError):
-    """A plugin is broken: it failed to import, or implements a hook that does not exist."""
-
-
 @attrs.frozen
 class RecipeProblem:
     """One problem in a recipe: where it stands (a TOML path) and what is wrong."""
