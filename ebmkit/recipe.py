@@ -19,7 +19,7 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -43,6 +43,21 @@ class RunSettings:
 
 
 @attrs.frozen(kw_only=True)
+class DivergencePolicy:
+    """``[train.on_divergence]``: what happens when training diverges (a non-finite loss, energy,
+    gradient or weight, or ``[train].energy_bound`` exceeded). See docs/resume.md."""
+
+    #: ``"stop"``: stop the run with a message. ``"rollback"``: restore the latest checkpoint
+    #: and continue from it, with the learning rate scaled by ``lr_scale``.
+    action: Literal["stop", "rollback"] = "stop"
+    lr_scale: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0), attrs.validators.le(1)])
+    #: Draw new random numbers after a rollback, so the retry does not repeat the same chains.
+    reseed: bool = True
+    #: Rollbacks allowed over the whole run; one more divergence stops it.
+    max_retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
+
+
+@attrs.frozen(kw_only=True)
 class TrainSettings:
     """``[train]``: the training loop."""
 
@@ -53,7 +68,11 @@ class TrainSettings:
     grad_clip: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
     ema: float | None = attrs.field(default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.lt(1)]))
     eval_at_start: bool = True
-    energy_bound: float | None = None
+    #: Diverged when the mean energy of the data batch exceeds this in absolute value.
+    energy_bound: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
+    #: Keep only the latest N checkpoints (unset: keep all).
+    keep_checkpoints: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    on_divergence: DivergencePolicy = attrs.field(factory=DivergencePolicy)
     #: Stop after this many seconds of training (evaluations and checkpoints not counted),
     #: even if fewer than ``steps`` updates were made: for equal-wall-clock comparisons.
     time_limit_s: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
@@ -182,8 +201,17 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[Reci
 
 # -- validation ---------------------------------------------------------------------------
 def _check_settings(cls: type, table: Any, where: str) -> tuple[Any, list[RecipeProblem]]:
+    """Check a settings table; a field whose type is itself a settings class is a sub-table."""
     if not isinstance(table, dict):
         return None, [RecipeProblem(where, f"expected a table, got {table!r}")]
+    table, problems = dict(table), []
+    subtables = {name: tp for name, tp in params_.field_types(cls).items() if isinstance(tp, type) and attrs.has(tp)}
+    for name, sub in subtables.items():
+        if name in table:
+            table[name], found = _check_settings(sub, table[name], f"{where}.{name}")
+            problems += found
+    if problems:
+        return None, problems
     values, problems = params_.check(cls, table, where, f"[{where}]")
     return (cls(**values) if values is not None else None), problems
 
