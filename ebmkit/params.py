@@ -1,14 +1,20 @@
 """Parameter specs: the typed, attrs-described parameters of each component.
 
 A component's spec is an attrs class. Recipe values are checked against its field types
-(TOML integers are accepted where a float is expected, arrays where a tuple or list is),
-then the class is instantiated so its validators run. Every problem is reported, not
+(TOML integers are accepted where a float is expected, arrays where a tuple or list is;
+NaN is never accepted, infinity only where a field's metadata allows it), then each
+field's validators run. Every problem is reported, with the TOML path of its key, not
 just the first.
+
+A spec derived from a factory's signature takes validators from ``typing.Annotated``:
+``lr: Annotated[float, attrs.validators.gt(0)] = 1e-3``.
 """
 
 from __future__ import annotations
 
+import datetime
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +30,11 @@ if typing.TYPE_CHECKING:
 
 #: Metadata key of a parameter whose value is itself a component (a nested table with a name).
 COMPONENT_KEY = "ebmkit_component"
+#: Metadata key of a float parameter (or array of them) that may be ``inf`` or ``-inf``, such as
+#: clamp bounds (``clamp = [0, inf]``). Without it a recipe's infinities are refused; NaN always is.
+INFINITE_OK = "ebmkit_infinite_ok"
+#: What a TOML value can be besides a table: never a built component.
+TOML_VALUES = (str, int, float, bool, list, tuple, datetime.date, datetime.time)
 
 
 @attrs.frozen
@@ -57,6 +68,12 @@ def component(kind: str, *, default: Any = None, many: bool = False, keys: dict[
     if many and default is None:
         default = ()
     return attrs.field(default=default, metadata={COMPONENT_KEY: Slot(kind, many, dict(keys or {}))}, **field)
+
+
+def low_below_high(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator of an optional ``(low, high)`` pair, such as clamp bounds: low < high."""
+    if value is not None and not value[0] < value[1]:
+        raise ValueError(f"{attribute.name} must be (low, high) with low < high, got {value}")
 
 
 def slot_of(field: attrs.Attribute) -> Slot | None:
@@ -98,7 +115,8 @@ def spec_of(factory: Callable[..., Any], params: type | None, context_names: Ite
             continue
         default = attrs.NOTHING if p.default is p.empty else p.default
         annotation = Any if p.annotation is p.empty else p.annotation
-        fields[p.name] = attrs.field(default=default, type=annotation)
+        validators = [m for m in getattr(annotation, "__metadata__", ()) if callable(m)]
+        fields[p.name] = attrs.field(default=default, type=annotation, validator=validators or None)
     name = getattr(factory, "__name__", "Component")
     return attrs.make_class(f"{name}Params", fields, kw_only=True)
 
@@ -120,8 +138,29 @@ def type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "")
 
 
-def coerce(value: Any, tp: Any) -> Any:
-    """Return ``value`` converted to ``tp``, or raise TypeError saying what was expected."""
+def _non_finite(value: Any, infinite_ok: bool) -> float | None:
+    """The first NaN (or, unless ``infinite_ok``, infinity) in ``value`` or the arrays and tables in it."""
+    if isinstance(value, float):
+        return value if math.isnan(value) or (math.isinf(value) and not infinite_ok) else None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    return next((bad for item in items if (bad := _non_finite(item, infinite_ok)) is not None), None)
+
+
+def _require_finite(value: Any, infinite_ok: bool = False) -> None:
+    """Raise ValueError if ``value`` is or holds a NaN, or an infinity where none is allowed."""
+    bad = _non_finite(value, infinite_ok)
+    if bad is None:
+        return
+    shown = repr(bad) if bad is value else f"{bad!r} in {value!r}"
+    if math.isnan(bad):
+        raise ValueError(f"expected a number, got {shown}: NaN is never a valid value")
+    raise ValueError(f"expected a finite number, got {shown}")
+
+
+def coerce(value: Any, tp: Any, *, infinite_ok: bool = False) -> Any:
+    """Return ``value`` converted to ``tp``; raise TypeError saying what was expected, or
+    ValueError for a NaN (or an infinity unless ``infinite_ok``) anywhere in it."""
+    _require_finite(value, infinite_ok)
     if tp is Any or tp is None or isinstance(tp, str | typing.TypeVar):
         return value
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -136,7 +175,7 @@ def coerce(value: Any, tp: Any) -> Any:
             if option is type(None):
                 continue
             try:
-                return coerce(value, option)
+                return coerce(value, option, infinite_ok=infinite_ok)
             except TypeError:
                 pass
         raise TypeError(f"expected {type_name(tp)}, got {value!r} ({type(value).__name__})")
@@ -146,10 +185,10 @@ def coerce(value: Any, tp: Any) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise TypeError(f"expected an array of {len(args)} values, got {len(value)}")
-            items = [coerce(v, a) for v, a in zip(value, args, strict=True)]
+            items = [coerce(v, a, infinite_ok=infinite_ok) for v, a in zip(value, args, strict=True)]
         else:
             inner = args[0] if args else Any
-            items = [coerce(v, inner) for v in value]
+            items = [coerce(v, inner, infinite_ok=infinite_ok) for v in value]
         return list(items) if (origin is list or tp is list) else tuple(items)
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, dict):
@@ -181,7 +220,8 @@ def check(
     :param owner: what the parameters belong to, e.g. ``transition 'langevin'``.
     :param resolve: checks a nested component table: ``resolve(kind, table, where, keys)``
         returns its checked spec (something with ``build()``) and the problems found. A
-        nested value that is not a table (a component built in Python) is taken as it is.
+        nested value that is neither a table nor a TOML value (a component built in Python)
+        is taken as it is.
     :return: every parameter's value, defaults included (None if any problem was found), and
         the problems.
     """
@@ -204,8 +244,8 @@ def check(
             problems += found
             continue
         try:
-            converted[key] = coerce(value, types_.get(key, Any))
-        except TypeError as exc:
+            converted[key] = coerce(value, types_.get(key, Any), infinite_ok=fields[key].metadata.get(INFINITE_OK, False))
+        except (TypeError, ValueError) as exc:
             problems.append(RecipeProblem(f"{where}.{key}", f"{exc} for {owner}"))
     for name, f in fields.items():
         if name not in values and f.default is attrs.NOTHING:
@@ -215,17 +255,33 @@ def check(
     if problems:
         return None, problems
     try:
-        instance = spec(**converted)  # nested components go in as their checked specs: their own checks already ran
+        # Validators run one by one below, so that each problem names its key and all are reported.
+        with attrs.validators.disabled():
+            instance = spec(**converted)  # nested components go in as their checked specs: their own checks already ran
     except (TypeError, ValueError) as exc:
         return None, [RecipeProblem(where, f"invalid parameters for {owner}: {exc}")]
+    for f in attrs.fields(spec):
+        if f.validator is None:
+            continue
+        try:
+            f.validator(instance, f, getattr(instance, f.name))
+        except (TypeError, ValueError) as exc:
+            problems.append(RecipeProblem(f"{where}.{f.name}", f"invalid value for {owner}: {exc}"))
+    if problems:
+        return None, problems
     return {name: getattr(instance, name) for name in fields}, []
 
 
 def _check_nested(slot: Slot, value: Any, where: str, resolve: Resolver | None) -> tuple[Any, list[RecipeProblem]]:
     if resolve is None:
         return None, [RecipeProblem(where, f"a nested {singular(slot.kind)} is only supported in a recipe")]
+    table = f"{singular(slot.kind)} table with a 'name' key"
     if not slot.many:
-        return resolve(slot.kind, value, where, slot.keys) if isinstance(value, dict) else (value, [])
+        if isinstance(value, dict):
+            return resolve(slot.kind, value, where, slot.keys)
+        if isinstance(value, TOML_VALUES):
+            return None, [RecipeProblem(where, f"expected a {table}, got {value!r}")]
+        return value, []
     if not isinstance(value, list | tuple):
         return None, [RecipeProblem(where, f"expected an array of {singular(slot.kind)} tables, got {value!r}")]
     items, problems = [], []
@@ -234,6 +290,8 @@ def _check_nested(slot: Slot, value: Any, where: str, resolve: Resolver | None) 
             checked, found = resolve(slot.kind, item, f"{where}[{index}]", slot.keys)
             items.append(checked)
             problems += found
+        elif isinstance(item, TOML_VALUES):
+            problems.append(RecipeProblem(f"{where}[{index}]", f"expected a {table}, got {item!r}"))
         else:
             items.append(item)
     return items, problems

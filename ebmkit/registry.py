@@ -102,6 +102,10 @@ class ComponentSpec:
             raise
         except (EbmkitError, ValueError, TypeError, OSError) as exc:  # a factory refusing its input
             raise ComponentBuildError(self.where, f"{self.entry.label}: {exc}") from exc
+        except (MemoryError, RuntimeError) as exc:
+            if not _out_of_memory(exc):
+                raise
+            raise ComponentBuildError(self.where, f"{self.entry.label}: its parameters ask for more memory than there is ({exc})") from exc
         protocol = self.entry.kind.protocol
         if not isinstance(built, protocol):
             raise ComponentBuildError(
@@ -132,6 +136,12 @@ class ComponentSpec:
             "name": self.entry.name, **{k: _plain(v) for k, v in self.keys.items()}, "params": params,
             "plugin": self.entry.plugin, "distribution": self.entry.distribution, "version": self.entry.version,
         }
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed: torch raises a RuntimeError for sizes far too large."""
+    message = str(exc)
+    return isinstance(exc, MemoryError) or any(s in message for s in ("allocate", "out of memory", "size calculation overflowed"))
 
 
 def _plain(value: Any) -> Any:
@@ -310,7 +320,8 @@ class Registries(Mapping[str, Registry]):
         name = table.pop("name", None)
         registry = self[kind.name]
         if not isinstance(name, str):
-            return None, [RecipeProblem(f"{where}.name", f"missing the name of a {kind.singular}; available: {', '.join(registry.names())}")]
+            problem = f"missing the name of a {kind.singular}" if name is None else f"expected the name of a {kind.singular} (a string), got {name!r}"
+            return None, [RecipeProblem(f"{where}.name", f"{problem}; available: {', '.join(registry.names())}")]
         try:
             entry = registry[name]
         except UnknownComponentError as exc:
@@ -321,7 +332,7 @@ class Registries(Mapping[str, Registry]):
             value = table.pop(key, spec.default)
             try:
                 found_keys[key] = params_.coerce(value, spec.type)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 problems.append(RecipeProblem(f"{where}.{key}", str(exc)))
                 continue
             if spec.minimum is not None and found_keys[key] < spec.minimum:

@@ -97,4 +97,4 @@ def test_crops_match_torchvisions_crop_then_resize(images):
 def test_bad_parameters_are_recipe_errors(bad, registries):
     entry = registries.get("transitions", "augment")
     _, problems = entry.check(bad, "transitions[0]")
-    assert problems and "invalid parameters for transition 'augment'" in problems[0].message
+    assert problems and "invalid value for transition 'augment'" in problems[0].message

@@ -220,5 +220,5 @@ def test_the_posterior_transition_is_required_and_checked_like_any_component(reg
 def test_a_vp_kernel_with_sigma_of_1_or_more_is_a_recipe_error(registries):
     from ebmkit.errors import RecipeError
 
-    with pytest.raises(RecipeError, match=r"losses\[0\]: invalid parameters for loss 'dcd_log_mean_exp'.*sigma < 1"):
+    with pytest.raises(RecipeError, match=r"losses\[0\]\.sigma: invalid value for loss 'dcd_log_mean_exp'.*sigma < 1"):
         load(RECIPES / "dcd_8gaussians.toml", ["losses[0].kernel=vp", "losses[0].sigma=1.0"], registries)

@@ -58,7 +58,7 @@ def test_three_mistakes_are_reported_together(tmp_path, registries):
 
 def test_validators_of_the_component_spec_run(tmp_path, registries):
     path = quickstart_with(tmp_path, "reinit_prob = 0.2", "reinit_prob = 1.5")
-    with pytest.raises(RecipeError, match="buffer: invalid parameters for buffer 'replay'"):
+    with pytest.raises(RecipeError, match="buffer.reinit_prob: invalid value for buffer 'replay'"):
         load(path, registries=registries)
 
 
@@ -111,8 +111,8 @@ def test_types_are_checked_for_components_with_context_fields(registries):
 
 @pytest.mark.parametrize(("override", "where"), [
     ("sampler.transitions.0.every=0", "sampler.transitions[0].every"),
-    ("train.grad_clip=-1.0", "train"),
-    ("data.size=-5", "data"),
+    ("train.grad_clip=-1.0", "train.grad_clip"),
+    ("data.size=-5", "data.size"),
 ])
 def test_values_out_of_range_are_recipe_errors(override, where, registries):
     with pytest.raises(RecipeError) as info:
