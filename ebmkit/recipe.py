@@ -150,17 +150,64 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     if "=" not in text:
         raise EbmkitError(f"--set expects key.path=value, got {text!r}")
     key, raw = text.split("=", 1)
+    if not key.strip():
+        raise EbmkitError(f"--set expects key.path=value, got {text!r}: the key is empty")
     path: list[str | int] = []
-    for part in key.strip().split("."):
-        for name, index in _SEGMENT.findall(part):
+    for part in key.split("."):
+        part = part.strip()
+        segments = _SEGMENT.findall(part)
+        if not segments or _SEGMENT.sub("", part):
+            raise EbmkitError(
+                f"--set expects key.path=value, got {text!r}: cannot read {part!r} in the key {key.strip()!r} "
+                "(write table.key, table.0.key or table[0].key)"
+            )
+        for name, index in segments:
             path.append(int(index) if index else (int(name) if name.isdigit() else name))
-    if not path:
-        raise EbmkitError(f"--set expects key.path=value, got {text!r}")
     try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        document = tomllib.loads(f"v = {raw.strip()}")
     except tomllib.TOMLDecodeError:
-        value = raw.strip()
+        document = {}
+    value = document["v"] if list(document) == ["v"] else raw.strip()
     return path, value
+
+
+def _path_text(path: Sequence[str | int]) -> str:
+    """``["losses", 0, "weight"]`` -> ``losses[0].weight``."""
+    return "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in path).lstrip(".")
+
+
+def _entries(array: list[Any]) -> str:
+    return f"{len(array)} entr{'y' if len(array) == 1 else 'ies'}"
+
+
+def _describe(node: Any) -> str:
+    if isinstance(node, dict):
+        return "a table"
+    if isinstance(node, list):
+        return f"an array of {_entries(node)}"
+    return f"{node!r} ({type(node).__name__})"
+
+
+def _set_value(data: dict[str, Any], path: list[str | int], value: Any) -> str | None:
+    """Set ``value`` at ``path`` in ``data`` (creating missing tables); what went wrong, or None."""
+    node: Any = data
+    for depth, key in enumerate(path):
+        above = _path_text(path[:depth]) or "the recipe"
+        if isinstance(key, int):
+            if not isinstance(node, list):
+                return f"{above} is {_describe(node)}, not an array: there is no entry {key}"
+            if key >= len(node):
+                return f"index {key} is out of range: {above} has {_entries(node)}"
+        elif not isinstance(node, dict):
+            hint = f"; give an index, e.g. {_path_text([*path[:depth], 0, *path[depth:]])}" if isinstance(node, list) else ""
+            return f"cannot set {key!r} inside {above}, which is {_describe(node)}, not a table{hint}"
+        if depth == len(path) - 1:
+            node[key] = value
+        else:
+            if isinstance(key, str) and key not in node:
+                node[key] = [] if isinstance(path[depth + 1], int) else {}
+            node = node[key]
+    return None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[RecipeProblem]:
@@ -171,31 +218,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[Reci
         except EbmkitError as exc:
             problems.append(RecipeProblem("--set", str(exc)))
             continue
-        node: Any = data
-        for i, key in enumerate(path[:-1]):
-            nxt = path[i + 1]
-            if isinstance(key, int):
-                if not isinstance(node, list) or key >= len(node):
-                    size = len(node) if isinstance(node, list) else 0
-                    problems.append(RecipeProblem(f"--set {text}", f"index {key} is out of range ({size} entries)"))
-                    break
-                node = node[key]
-            else:
-                if not isinstance(node, dict):
-                    problems.append(RecipeProblem(f"--set {text}", f"{key!r} is not inside a table"))
-                    break
-                node = node.setdefault(key, [] if isinstance(nxt, int) else {})
-        else:
-            last = path[-1]
-            if isinstance(last, int):
-                if isinstance(node, list) and last < len(node):
-                    node[last] = value
-                else:
-                    problems.append(RecipeProblem(f"--set {text}", f"index {last} is out of range"))
-            elif isinstance(node, dict):
-                node[last] = value
-            else:
-                problems.append(RecipeProblem(f"--set {text}", f"cannot set {last!r} on an array; give an index"))
+        problem = _set_value(data, path, value)
+        if problem is not None:
+            problems.append(RecipeProblem(f"--set {text}", problem))
     return problems
 
 
@@ -287,11 +312,17 @@ def load(path: str | Path, overrides: Sequence[str] = (), registries: Registries
     """Read, override and validate a recipe file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise EbmkitError(f"recipe not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        message = f"not UTF-8 text, which TOML must be: byte {exc.object[exc.start]:#04x} at position {exc.start} is not UTF-8"
+        raise RecipeError(str(path), [RecipeProblem("", message)]) from None
     except OSError as exc:
         raise EbmkitError(f"cannot read recipe {path}: {exc.strerror}") from None
+    if not text.strip():
+        required = ["[train]", *(kind.recipe_table for kind in COMPONENT_KINDS if kind.required)]
+        raise RecipeError(str(path), [RecipeProblem("", f"the file is empty; a recipe needs at least {', '.join(required)}")])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
