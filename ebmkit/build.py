@@ -13,9 +13,10 @@ from typing import Any
 import attrs
 import torch
 
-from ebmkit.data import chain_starts
-from ebmkit.errors import ComponentBuildError, RecipeError, RecipeProblem
+from ebmkit.data import chain_starts, stack_samples
+from ebmkit.errors import ComponentBuildError, EbmkitError, RecipeError, RecipeProblem
 from ebmkit.protocols import max_graph_steps, needs_of
+from ebmkit.random import rng_state, set_rng_state
 from ebmkit.recipe import Recipe
 from ebmkit.registry import ComponentSpec
 
@@ -69,6 +70,11 @@ def build(recipe: Recipe, device: torch.device | str = "cpu") -> Components:
             return None
 
     dataset = attempt(recipe.one("data"))
+    if dataset is not None:
+        batch, problem = _first_batch(recipe, dataset, device)
+        if problem is not None:
+            problems.append(problem)
+            dataset = None
     context: dict[str, Any] = {}
     if dataset is not None:
         noise = chain_starts(dataset.sample_shape, dataset.domain, device)
@@ -76,6 +82,10 @@ def build(recipe: Recipe, device: torch.device | str = "cpu") -> Components:
     energy = attempt(recipe.one("energy"), **context) if dataset is not None else None
     if energy is not None:
         energy = energy.to(device)
+        problem = _try_energy(recipe.one("energy"), energy, batch, dataset.sample_shape)
+        if problem is not None:
+            problems.append(problem)
+            energy = None
     sampler = attempt(recipe.one("sampler"), **context)
     buffer = attempt(recipe.one("buffer"), **context) if dataset is not None else None
     losses = [Placed(s.entry.name, attempt(s, **context), s.keys) for s in recipe.many("losses")]
@@ -91,6 +101,60 @@ def build(recipe: Recipe, device: torch.device | str = "cpu") -> Components:
     if buffer is not None and not any(needs_of(p.component).negatives for p in losses):
         components.warnings.append("[buffer] is never used: no loss term of this recipe needs negative samples")
     return components
+
+
+def _first_batch(recipe: Recipe, dataset: Any, device: torch.device) -> tuple[Any, RecipeProblem | None]:
+    """Two samples of the data (and their labels) to try the energy on, or what is wrong with the data.
+
+    The random-number states are left as they were (reading may dequantise), so that a run is
+    the same with or without this check.
+    """
+    spec = recipe.one("data")
+    if len(dataset) < recipe.train.batch_size:
+        return None, RecipeProblem(
+            "train.batch_size", f"a batch of {recipe.train.batch_size} is more than the {len(dataset)} samples of "
+            f"[{spec.where}] ({spec.entry.label}); make the batch smaller or the dataset larger",
+        )
+    rng = rng_state(device)
+    try:
+        x, labels = stack_samples(dataset, range(min(2, len(dataset))))
+    except (EbmkitError, OSError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        return None, RecipeProblem(spec.where, f"{spec.entry.label}: cannot read its first samples: {type(exc).__name__}: {exc}")
+    finally:
+        set_rng_state(device, rng)
+    cond = labels.to(device) if labels is not None and dataset.num_classes else None
+    return (x.to(device), cond), None
+
+
+def _try_energy(spec: ComponentSpec, energy: torch.nn.Module, batch: Any, sample_shape: Any) -> RecipeProblem | None:
+    """Run the energy once on a small batch of the data: what it cannot take is reported before any run.
+
+    An energy must return one value per sample, shape (B,). Random-number states and the
+    energy's buffers (e.g. batch-norm statistics) are left as they were, so that a run is the
+    same with or without this check.
+    """
+    x, cond = batch
+    buffers = [(buffer, buffer.clone()) for buffer in energy.buffers()]
+    rng = rng_state(x.device)
+    try:
+        with torch.no_grad():
+            out = energy(x, cond)
+        problem = None if isinstance(out, torch.Tensor) and tuple(out.shape) == (len(x),) else (
+            f"it returned {tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}, "
+            f"not one energy per sample, shape ({len(x)},)"
+        )
+    except Exception as exc:  # whatever the energy raises, the recipe asked it to take this data
+        problem = f"{type(exc).__name__}: {exc}"
+    finally:
+        set_rng_state(x.device, rng)
+        for buffer, value in buffers:
+            buffer.copy_(value)
+    if problem is None:
+        return None
+    return RecipeProblem(
+        spec.where, f"{spec.entry.label} cannot take a batch of shape {tuple(x.shape)} from [data] "
+        f"(samples of shape {tuple(sample_shape)}): {problem}",
+    )
 
 
 def _check_needs(recipe: Recipe, components: Components) -> list[RecipeProblem]:
