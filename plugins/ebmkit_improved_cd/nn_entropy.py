@@ -3,6 +3,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ebmkit.params import INFINITE_OK, low_below_high
 from ebmkit.protocols import LossOutput, Needs, TrainBatch
 
 
@@ -20,7 +21,8 @@ class NearestNeighbourEntropy:
 
     num_reference: int = attrs.field(default=100, validator=attrs.validators.ge(1))
     min_buffer: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
-    clamp: tuple[float, float] | None = None  # image recipes set [0, 1], as the reference clamps
+    #: image recipes set [0, 1], as the reference clamps
+    clamp: tuple[float, float] | None = attrs.field(default=None, validator=low_below_high, metadata={INFINITE_OK: True})
 
     needs = Needs(negatives=True, graph_steps=1)
 

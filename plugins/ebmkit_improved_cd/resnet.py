@@ -11,12 +11,20 @@ width 64 and 27.1 M for the 128 px layout at width 128 (multi-scale and attentio
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import attrs
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from ebmkit import EbmkitError, Energy
+
+
+def _multiple_of_8(instance, attribute, value):
+    if value < 8 or value % 8:
+        raise ValueError(f"width must be a positive multiple of 8, got {value}")
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +147,7 @@ class ResNetEnergy(Energy):
 
     def __init__(
         self,
-        width: int = 64,
+        width: Annotated[int, _multiple_of_8] = 64,
         multiscale: bool = True,
         self_attention: bool = True,
         *,
@@ -191,6 +199,6 @@ class ResNetEnergy128(ResNetEnergy):
     layout = staticmethod(layout_128)
     film_classes = 2  # one binary attribute per model in the reference
 
-    def __init__(self, width: int = 128, multiscale: bool = True, self_attention: bool = True, *,
+    def __init__(self, width: Annotated[int, _multiple_of_8] = 128, multiscale: bool = True, self_attention: bool = True, *,
                  data_shape: tuple[int, ...], num_classes: int | None = None):
         super().__init__(width, multiscale, self_attention, data_shape=data_shape, num_classes=num_classes)

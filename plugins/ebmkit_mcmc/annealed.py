@@ -6,8 +6,14 @@ import attrs
 import torch
 
 from ebmkit import energy_and_grad
+from ebmkit.params import INFINITE_OK, low_below_high
 from ebmkit.protocols import SampleResult
 from ebmkit.random import rng_state, set_rng_state
+
+
+def _at_most_t_max(instance, attribute, value):
+    if value > instance.t_max:
+        raise ValueError(f"t_min must be at most t_max (the schedule goes down from t_max to t_min), got t_min={value}, t_max={instance.t_max}")
 
 
 @attrs.frozen(kw_only=True)
@@ -24,8 +30,8 @@ class AnnealedLangevin:
     levels: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     steps_per_level: int = attrs.field(default=20, validator=attrs.validators.ge(1))
     t_max: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
-    t_min: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
-    clamp: tuple[float, float] | None = None
+    t_min: float = attrs.field(default=1.0, validator=[attrs.validators.gt(0), _at_most_t_max])
+    clamp: tuple[float, float] | None = attrs.field(default=None, validator=low_below_high, metadata={INFINITE_OK: True})
     cond_on_level: bool = False
 
     #: It keeps the graph of its last step only.

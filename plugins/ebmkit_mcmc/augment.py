@@ -27,6 +27,11 @@ def _interval(instance, attribute, value):
         raise ValueError(f"{attribute.name} must be [low, high] with 0 <= low <= high, got {list(value)}")
 
 
+def _positive_interval(instance, attribute, value):
+    if not (0 < value[0] <= value[1]):
+        raise ValueError(f"{attribute.name} must be [low, high] with 0 < low <= high, got {list(value)}")
+
+
 def _odd_or_zero(instance, attribute, value):
     if value is not None and (value < 0 or (value and value % 2 == 0)):
         raise ValueError(f"{attribute.name} must be an odd number of pixels (or 0 for no blur), got {value}")
@@ -77,14 +82,14 @@ class Augment:
 
     preset: Literal["cifar10", "celeba", "lsun", "imagenet", "stl", "object"] = "cifar10"
     crop_scale: tuple[float, float] | None = attrs.field(default=None, validator=_interval)
-    crop_ratio: tuple[float, float] = attrs.field(default=(3 / 4, 4 / 3), validator=_interval)
+    crop_ratio: tuple[float, float] = attrs.field(default=(3 / 4, 4 / 3), validator=_positive_interval)
     flip: bool = True
     color_strength: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
     color_prob: float = attrs.field(default=0.8, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
     gray_prob: float = attrs.field(default=0.2, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
     blur_kernel: int | None = attrs.field(default=None, validator=_odd_or_zero)
     blur_prob: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
-    blur_sigma: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=_interval)
+    blur_sigma: tuple[float, float] = attrs.field(default=(0.1, 2.0), validator=_positive_interval)
 
     def _setting(self, name: str):
         value = getattr(self, name)

@@ -6,12 +6,8 @@ import attrs
 import torch
 
 from ebmkit import energy_and_grad
+from ebmkit.params import INFINITE_OK, low_below_high
 from ebmkit.protocols import StepContext, StepResult
-
-
-def _box(instance, attribute, value):
-    if value is not None and not value[0] < value[1]:
-        raise ValueError(f"{attribute.name} must be (low, high) with low < high, got {value}")
 
 
 @attrs.frozen(kw_only=True)
@@ -30,7 +26,7 @@ class Langevin:
     noise_std: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
     temperature: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     noise_first: bool = False
-    clamp: tuple[float, float] | None = attrs.field(default=None, validator=_box)
+    clamp: tuple[float, float] | None = attrs.field(default=None, validator=low_below_high, metadata={INFINITE_OK: True})
     grad_clip: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
     anneal_noise: bool = False
 

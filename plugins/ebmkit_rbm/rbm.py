@@ -7,7 +7,9 @@ energy F(v) = −log Σ_h exp(−E(v, h)) = −aᵀv − Σ_j softplus(b_j + (v�
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
+import attrs
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -19,7 +21,13 @@ from ebmkit import Energy
 class BinaryRBM(Energy):
     """Binary-binary RBM; its energy is the free energy F(v) of the (flattened) visible units."""
 
-    def __init__(self, hidden: int = 64, init_std: float = 0.01, *, data_shape: tuple[int, ...]):
+    def __init__(
+        self,
+        hidden: Annotated[int, attrs.validators.ge(1)] = 64,
+        init_std: Annotated[float, attrs.validators.ge(0)] = 0.01,
+        *,
+        data_shape: tuple[int, ...],
+    ):
         super().__init__()
         visible = math.prod(data_shape)
         self.weight = nn.Parameter(torch.randn(visible, hidden) * init_std)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import attrs
 import torch
 import torch.nn.functional as F
@@ -40,7 +42,7 @@ class GaussianData(torch.utils.data.Dataset):
 class QuadraticEnergy(Energy):
     """E(x) = ½ (x − μ)ᵀ P (x − μ), a Gaussian N(μ, P⁻¹) with learned mean and precision P = L Lᵀ."""
 
-    def __init__(self, init_scale: float = 2.0, *, data_shape: tuple[int, ...]):
+    def __init__(self, init_scale: Annotated[float, attrs.validators.gt(0)] = 2.0, *, data_shape: tuple[int, ...]):
         super().__init__()
         if len(data_shape) != 1:
             raise EbmkitError(f"the quadratic energy needs vector data, got samples of shape {tuple(data_shape)}")

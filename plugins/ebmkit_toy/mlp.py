@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
+import attrs
 import torch
 from einops import rearrange
 from torch import nn
@@ -17,8 +18,8 @@ class MLPEnergy(Energy):
 
     def __init__(
         self,
-        hidden: int = 128,
-        depth: int = 3,
+        hidden: Annotated[int, attrs.validators.ge(1)] = 128,
+        depth: Annotated[int, attrs.validators.ge(1)] = 3,
         activation: Literal["silu", "softplus", "elu", "relu", "tanh"] = "silu",
         *,
         data_shape: tuple[int, ...],
