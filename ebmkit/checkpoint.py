@@ -1,100 +1,330 @@
-"""Checkpoints: written and read here, and ``ebmkit.load``, which never unpickles anything.
+"""Checkpoints: written atomically, read without ever unpickling, and ``ebmkit.load``.
 
-A checkpoint folder (``checkpoints/step_NNNNNNN``) holds ``energy.safetensors``,
-``ema.safetensors`` when the run keeps an EMA, ``buffer.safetensors`` (the buffer's tensors)
-when it has a buffer, and ``meta.json``: the format, the step, the energy's full record
-(name, every parameter including defaults, plugin, distribution and version, data shape and
-number of classes) and the resolved recipe.
+A checkpoint is a folder, ``checkpoints/step_NNNNNNN`` (``step_NNNNNNN-retryK`` when it was
+written again at the same step after the K-th divergence rollback)::
+
+    energy.safetensors   the weights (safetensors.torch.save_model)
+    ema.safetensors      the EMA weights, when the run keeps an EMA
+    state.safetensors    every other tensor of the run state: optimizer moments, the buffer,
+                         random-number states, the data order's generator
+    state.json           the rest of the run state; each tensor is {"$tensor": key}
+    meta.json            format, step, retries, the energy's full record and the resolved recipe
+
+It is written into ``checkpoints/.tmp-...``, every file and the folder are fsynced, and the
+folder is renamed into place: a kill at any instant leaves either the previous complete
+checkpoint or the new complete one. See docs/resume.md.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import safetensors
 import safetensors.torch
 import torch
 
+from ebmkit.atomic import fsync_path
 from ebmkit.energy import Energy
-from ebmkit.errors import EbmkitError, RecipeError
+from ebmkit.errors import EbmkitError, RecipeError, TrainingDiverged
 from ebmkit.registry import Registries, default_registries
 
 if TYPE_CHECKING:
     from ebmkit.run import Run
 
-FORMAT = 2
+#: The format written; ``ebmkit.load`` also reads format 2 (weights only, no run state).
+FORMAT = 3
+READABLE_FORMATS = (2, 3)
+_NAME = re.compile(r"^step_(\d+)(?:-retry(\d+))?$")
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
+
+
+class CheckpointError(EbmkitError):
+    """A checkpoint that cannot be read: missing, of an unknown format, or not safetensors/JSON."""
 
 
 class PluginVersionWarning(UserWarning):
     """A checkpoint was made with another version of the plugin that supplies its energy."""
 
 
-def save_checkpoint(run: Run) -> Path:
-    """Write the run's weights (and EMA weights, and the buffer's tensors) and ``meta.json``."""
-    step, state = run.state.step, run.state
-    folder = run.out_dir / "checkpoints" / f"step_{step:07d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    buffer = run.components.buffer
-    if buffer is not None and hasattr(buffer, "state_dict"):
-        tensors = {k: v.contiguous() for k, v in buffer.state_dict().items() if isinstance(v, torch.Tensor)}
-        safetensors.torch.save_file(tensors, str(folder / "buffer.safetensors"), metadata={"step": str(step)})
-    safetensors.torch.save_model(state.energy, str(folder / "energy.safetensors"), metadata={"step": str(step)})
+# -- the run state as tensors plus JSON ---------------------------------------------------
+def split_state(state: Any, where: str = "state") -> tuple[Any, dict[str, torch.Tensor]]:
+    """``state`` as JSON-ready data, with every tensor moved into a flat ``{key: tensor}``.
+
+    Tuples and dicts with non-string keys (an optimizer's ``{0: {...}}``) are tagged so they
+    come back as they were.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def encode(value: Any, path: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            tensors[path] = value.detach().to("cpu", copy=True).contiguous()
+            return {"$tensor": path, "device": value.device.type}
+        if isinstance(value, dict):
+            if all(isinstance(k, str) for k in value):
+                return {k: encode(v, f"{path}.{k}") for k, v in value.items()}
+            return {"$items": [[k, encode(v, f"{path}.{k}")] for k, v in value.items()]}
+        if isinstance(value, tuple):
+            return {"$tuple": [encode(v, f"{path}.{i}") for i, v in enumerate(value)]}
+        if isinstance(value, list):
+            return [encode(v, f"{path}.{i}") for i, v in enumerate(value)]
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        raise EbmkitError(
+            f"{path} is a {type(value).__name__}, which a checkpoint cannot hold: a component's "
+            "state_dict() may contain only tensors, numbers, strings, booleans, None, lists, tuples and dicts"
+        )
+
+    return encode(state, where), tensors
+
+
+def join_state(data: Any, tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> Any:
+    """The inverse of :func:`split_state`; tensors that lived on a GPU go to ``device``."""
+    def decode(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "$tensor" in value:
+                tensor = tensors[value["$tensor"]]
+                return tensor if value.get("device", "cpu") == "cpu" else tensor.to(device)
+            if "$items" in value:
+                return {k: decode(v) for k, v in value["$items"]}
+            if "$tuple" in value:
+                return tuple(decode(v) for v in value["$tuple"])
+            return {k: decode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        return value
+
+    return decode(data)
+
+
+# -- writing ------------------------------------------------------------------------------
+def checkpoint_name(step: int, retries: int = 0) -> str:
+    return f"step_{step:07d}" + (f"-retry{retries}" if retries else "")
+
+
+def all_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
+    """Write the whole run state as ``checkpoints/step_NNNNNNN``, atomically.
+
+    :param before_rename: ``f(folder)``, called with the temporary folder once ebmkit's files
+        are in it: files it adds are part of the atomic checkpoint.
+    :raises TrainingDiverged: the weights are not finite; nothing is written.
+    """
+    state = run.state
+    for label, module in (("weights", state.energy), ("EMA weights", state.ema.module if state.ema else None)):
+        if module is not None and not all_finite(module):
+            raise TrainingDiverged(f"the {label} are not finite at step {state.step}; no checkpoint was written")
+    root = run.out_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(state.step, state.retries)
+    temporary = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+
+    metadata = {"step": str(state.step)}
+    safetensors.torch.save_model(state.energy, str(temporary / "energy.safetensors"), metadata=metadata)
     if state.ema is not None:
-        metadata = {"step": str(step), "decay": str(state.ema.decay)}
-        safetensors.torch.save_model(state.ema.module, str(folder / "ema.safetensors"), metadata=metadata)
+        safetensors.torch.save_model(state.ema.module, str(temporary / "ema.safetensors"), metadata=metadata)
+    data, tensors = split_state(state.state_dict(modules=False))
+    safetensors.torch.save_file(tensors, str(temporary / "state.safetensors"), metadata=metadata)
+    (temporary / "state.json").write_text(json.dumps(data))
     dataset = run.components.dataset
     energy = {**run.recipe.one("energy").record(), "data_shape": list(dataset.sample_shape), "num_classes": dataset.num_classes}
-    meta = {"format": FORMAT, "step": step, "energy": energy, "recipe": run.recipe.resolved()}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
-    return folder
+    meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy, "recipe": run.recipe.resolved()}
+    (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
+    if before_rename is not None:
+        before_rename(temporary)
+
+    for path in temporary.iterdir():
+        fsync_path(path)
+    fsync_path(temporary)
+    if final.exists():  # the same state written again (a resumed run that ends where it started)
+        shutil.rmtree(temporary)
+        return final
+    os.rename(temporary, final)
+    fsync_path(root)
+    return final
+
+
+def prune_checkpoints(run_dir: Path, keep: int | None) -> None:
+    """Remove all but the latest ``keep`` checkpoints (and temporary folders a kill left behind)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return
+    for leftover in root.glob(".tmp-*"):
+        if not leftover.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    if keep is None:
+        return
+    for old in list_checkpoints(run_dir)[:-keep]:
+        # Renamed first, so a kill during the removal never leaves a half-deleted checkpoint in place.
+        doomed = root / f".tmp-removing-{old.name}"
+        os.rename(old, doomed)
+        shutil.rmtree(doomed)
+
+
+# -- finding and reading ------------------------------------------------------------------
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run folder's complete checkpoints, oldest first (temporary folders are never listed)."""
+    root = Path(run_dir) / "checkpoints"
+    found = []
+    for folder in root.iterdir() if root.is_dir() else ():
+        match = _NAME.match(folder.name)
+        if match and (folder / "meta.json").is_file():
+            found.append(((int(match[1]), int(match[2] or 0)), folder))
+    return [folder for _, folder in sorted(found)]
 
 
 def find_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder: ``path`` itself, or the latest one of a run folder."""
     path = Path(path)
-    if (path / "meta.json").exists():
+    if path.is_file():
+        kind = "a pickle (the format of torch.save)" if _looks_pickled(path) else "a file"
+        raise CheckpointError(
+            f"{path} is {kind}, not a checkpoint folder: ebmkit reads only its own checkpoints "
+            "(safetensors and JSON) and never unpickles a file"
+        )
+    if (path / "meta.json").is_file():
         return path
-    candidates = sorted((path / "checkpoints").glob("step_*")) if path.is_dir() else []
+    candidates = list_checkpoints(path)
     if not candidates:
-        raise EbmkitError(f"no checkpoint at {path}: expected a run folder (with checkpoints/step_*) or a checkpoint folder")
+        if not path.exists():
+            raise CheckpointError(f"no such run or checkpoint folder: {path}")
+        raise CheckpointError(f"no checkpoint at {path}: expected a run folder (with checkpoints/step_*) or a checkpoint folder")
     return candidates[-1]
 
 
+def read_meta(folder: Path) -> dict[str, Any]:
+    """``meta.json`` of a checkpoint, its format checked."""
+    meta = _read_json(folder / "meta.json")
+    version = meta.get("format") if isinstance(meta, dict) else None
+    if version not in READABLE_FORMATS:
+        raise CheckpointError(
+            f"{folder / 'meta.json'} has checkpoint format {version!r}; this ebmkit reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))} (a newer ebmkit may have written it)"
+        )
+    return meta
+
+
+def read_state(folder: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The run state saved in a checkpoint (without the energy's and EMA's weights)."""
+    meta = read_meta(folder)
+    if meta["format"] < 3:
+        raise CheckpointError(f"{folder} has checkpoint format {meta['format']}: weights only, no run state to resume from")
+    return join_state(_read_json(folder / "state.json"), read_tensors(folder / "state.safetensors"), device)
+
+
+def restore_checkpoint(run: Run, folder: Path) -> None:
+    """Put the run state saved in ``folder`` into ``run.state``: the run continues exactly
+    as the one that wrote it."""
+    state = read_state(folder, run.device)
+    missing = sorted(set(run.state.components) - set(state.get("components", {})))
+    if missing:
+        raise CheckpointError(f"{folder} holds no state for {', '.join(missing)}: it was written by a different recipe")
+    load_weights(run.state.energy, folder / "energy.safetensors")
+    if run.state.ema is not None:
+        load_weights(run.state.ema.module, folder / "ema.safetensors")
+    try:
+        run.state.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder} does not fit this run's state: {exc!r}") from None
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file; anything else (a pickle above all) is refused unread."""
+    _check_safetensors(path)
+    try:
+        return safetensors.torch.load_file(str(path))
+    except (safetensors.SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path} cannot be read as safetensors: {exc}") from None
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file written by ``save_model`` into ``module``, strictly."""
+    _check_safetensors(path)
+    try:
+        missing, unexpected = safetensors.torch.load_model(module, str(path), strict=False)
+    except (safetensors.SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path} cannot be read as safetensors: {exc}") from None
+    except RuntimeError as exc:  # a shape mismatch
+        raise CheckpointError(f"{path} does not fit the energy: {exc}") from None
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match the energy: missing {missing}, unexpected {unexpected}")
+
+
+def _looks_pickled(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(4)
+    return head[:1] == b"\x80" or head == b"PK\x03\x04" or path.suffix in _PICKLE_SUFFIXES
+
+
+def _check_safetensors(path: Path) -> None:
+    """A safetensors file starts with an 8-byte header length and a JSON header; a pickle
+    (``torch.save``) starts with a protocol byte or a zip signature. Nothing is deserialised here."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the checkpoint is incomplete")
+    with path.open("rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    header = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if len(head) < 9 or head[8:9] != b"{" or not 0 < header <= size - 8:
+        what = "a pickle (the format of torch.save)" if _looks_pickled(path) else "not a safetensors file"
+        raise CheckpointError(f"{path} is {what}; ebmkit reads checkpoints only as safetensors and never unpickles")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: the checkpoint is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+
+
+# -- ebmkit.load --------------------------------------------------------------------------
 def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cpu", registries: Registries | None = None) -> Energy:
     """Load the energy of a checkpoint (or of a run folder's latest checkpoint).
 
     The energy is rebuilt from the checkpoint's record of every parameter, defaults
     included, so a plugin whose defaults changed since still rebuilds the same energy; a
-    different installed version of that plugin's distribution is warned about.
+    different installed version of that plugin's distribution is warned about. Only
+    safetensors and JSON are read: a pickle is refused, never run.
 
     :param ema: return the EMA weights when the checkpoint has them (the default), else the raw ones.
     :return: the energy in eval mode; compose it like any other (``load(a) + load(b)``).
     """
     folder = find_checkpoint(path)
-    meta = json.loads((folder / "meta.json").read_text())
-    if meta.get("format") != FORMAT:
-        raise EbmkitError(f"{folder / 'meta.json'} has checkpoint format {meta.get('format')!r}; this ebmkit reads format {FORMAT}")
-    record = meta["energy"]
+    meta = read_meta(folder)
+    try:
+        record = meta["energy"]
+        name, params = record["name"], record["params"]
+        data_shape, num_classes = tuple(record["data_shape"]), record["num_classes"]
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{folder / 'meta.json'} does not record the energy (name, params, data_shape, num_classes)") from None
     registries = registries or default_registries()
-    entry = registries.get("energies", record["name"])
-    if (entry.distribution, entry.version) != (record["distribution"], record["version"]):
+    entry = registries.get("energies", name)
+    recorded = (record.get("distribution"), record.get("version"))
+    if (entry.distribution, entry.version) != recorded:
         warnings.warn(
-            f"{folder} was made with energy {record['name']!r} from {record['distribution']} {record['version']}; "
+            f"{folder} was made with energy {name!r} from {recorded[0]} {recorded[1]}; "
             f"the installed one comes from {entry.distribution} {entry.version}. It is rebuilt from the recorded "
             "parameters, but the plugin's code may have changed.",
             PluginVersionWarning, stacklevel=2,
         )
     try:
-        energy = registries.create("energies", record["name"], **_params(record["params"]),
-                                   data_shape=tuple(record["data_shape"]), num_classes=record["num_classes"])
+        energy = registries.create("energies", name, **_params(params), data_shape=data_shape, num_classes=num_classes)
     except RecipeError as exc:
-        raise EbmkitError(f"{folder} records an energy the installed plugin cannot build:\n{exc}") from None
+        raise CheckpointError(f"{folder} records an energy the installed plugin cannot build:\n{exc}") from None
     weights = folder / ("ema.safetensors" if ema and (folder / "ema.safetensors").exists() else "energy.safetensors")
-    missing, unexpected = safetensors.torch.load_model(energy, str(weights), strict=False)
-    if missing or unexpected:
-        raise EbmkitError(f"{weights} does not match energy {record['name']!r}: missing {missing}, unexpected {unexpected}")
+    load_weights(energy, weights)
     return energy.to(device).eval().named(Path(path).name)
 
 

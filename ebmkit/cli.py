@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -83,18 +84,35 @@ def _load(recipe: str, overrides: tuple[str, ...]):
 
 
 @cli.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: a new folder under runs/).")
-def run(recipe: str, overrides: tuple[str, ...], out_dir: str | None) -> None:
-    """Train from a TOML recipe and write a run folder."""
-    from ebmkit.loop import train
-    from ebmkit.run import default_out_dir
+@click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue the run in RUN_DIR from its latest checkpoint, with its own recipe.")
+def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, resume_dir: str | None) -> None:
+    """Train from a TOML recipe and write a run folder; or continue one (--resume RUN_DIR).
 
-    loaded = _load(recipe, overrides)
-    folder = Path(out_dir) if out_dir else default_out_dir(loaded)
-    console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
-    result = train(loaded, folder, console=console, registries=_registries())
+    Ctrl-C (or SIGTERM) writes a checkpoint, prints the command that resumes, and exits 130.
+    """
+    from ebmkit.errors import RunInterrupted
+    from ebmkit.loop import train
+    from ebmkit.run import default_out_dir, resume_recipe
+
+    if resume_dir is not None:
+        if recipe is not None or out_dir is not None:
+            raise EbmkitError("--resume continues a run with its own recipe.toml, in its own folder: give no RECIPE and no --out")
+        loaded, folder = resume_recipe(resume_dir, overrides, _registries()), Path(resume_dir)
+        console.print(f"[bold]ebmkit run --resume[/] {folder}")
+    elif recipe is None:
+        raise EbmkitError("missing RECIPE: ebmkit run RECIPE.toml (or ebmkit run --resume RUN_DIR)")
+    else:
+        loaded = _load(recipe, overrides)
+        folder = Path(out_dir) if out_dir else default_out_dir(loaded)
+        console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
+    try:
+        result = train(loaded, folder, console=console, registries=_registries(), resume=resume_dir is not None)
+    except RunInterrupted as exc:
+        console.print(f"[yellow]{escape(str(exc))}[/]\nresume with: {escape(exc.resume_command)}", soft_wrap=True)
+        sys.exit(exc.exit_code)
     shown = {k: round(v, 4) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
     console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")
 

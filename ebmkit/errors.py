@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -90,3 +91,16 @@ class RecipeError(EbmkitError):
 
 class TrainingDiverged(EbmkitError):
     """Training produced non-finite values or energies beyond the configured bound."""
+
+
+class RunInterrupted(Exception):
+    """A run stopped on SIGINT (Ctrl-C) or SIGTERM after writing a checkpoint; it can be resumed.
+
+    Not a user error: the CLI prints the message and exits with :attr:`exit_code`.
+    """
+
+    exit_code = 130
+
+    def __init__(self, message: str, checkpoint: Any, resume_command: str):
+        self.checkpoint, self.resume_command = checkpoint, resume_command
+        super().__init__(message)

@@ -30,7 +30,9 @@ this order::
     ebmkit_evaluate         at the start, at each update, and at the end
     ebmkit_step_end         after every update
     ebmkit_log_metrics      whenever metrics are logged
-    ebmkit_checkpoint_save  after each checkpoint is written
+    ebmkit_event            a divergence, a rollback, an interrupt
+    ebmkit_checkpoint_save  while each checkpoint is written (into its temporary folder)
+    ebmkit_checkpoint_load  when the run state was restored (resume, rollback)
     ebmkit_run_end          once, at the end (also when the run fails)
 
 Every lifecycle hook receives ``run``, the :class:`ebmkit.run.Run`: the recipe, the run
@@ -146,11 +148,39 @@ def ebmkit_log_metrics(run: Run, step: int, metrics: dict[str, float]) -> None:
 
 
 @hookspec
-def ebmkit_checkpoint_save(run: Run, folder: Path) -> None:
-    """A checkpoint folder was written; add your own files to it.
+def ebmkit_event(run: Run, step: int, event: dict[str, Any]) -> None:
+    """Something happened to the run that is not a metric: training diverged, the run rolled
+    back to a checkpoint, it was interrupted. ebmkit's ``metrics.jsonl`` writer records each
+    event as a line ``{"step": step, **event}``; the console shows its message.
 
     :param run: the run.
-    :param folder: the checkpoint folder (``checkpoints/step_NNNNNNN``).
+    :param step: the number of updates made when it happened (for a rollback: the step rolled back to).
+    :param event: ``{"event": name, "message": text, ...}`` with JSON values.
+    """
+
+
+@hookspec
+def ebmkit_checkpoint_save(run: Run, folder: Path) -> None:
+    """A checkpoint is being written; add your own files to it.
+
+    The folder is the checkpoint's temporary folder: what you write is renamed into place with
+    ebmkit's own files, atomically. Restore it in ``ebmkit_checkpoint_load``.
+
+    :param run: the run.
+    :param folder: the temporary checkpoint folder (renamed to ``checkpoints/step_NNNNNNN``).
+    """
+
+
+@hookspec
+def ebmkit_checkpoint_load(run: Run, folder: Path | None) -> None:
+    """The run state was restored: when a run resumes (``ebmkit run --resume``), and when a
+    divergence rolls it back. Restore what you saved in ``ebmkit_checkpoint_save`` and forget
+    what you recorded after ``run.state.step`` (ebmkit's ``metrics.jsonl`` writer drops those
+    lines here).
+
+    :param run: the run, its state already restored.
+    :param folder: the checkpoint it came from; None when a run resumes before its first
+        checkpoint, and so starts again from step 0.
     """
 
 

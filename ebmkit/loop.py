@@ -3,33 +3,49 @@
 ::
 
     setup (ebmkit.run.setup: build, threads, folder, state, ebmkit_wrap_energy)
+    resume: restore the latest checkpoint (ebmkit_checkpoint_load)
     ebmkit_run_start
-    evaluate "start"
+    evaluate "start" (not when resuming)
     repeat until [train].steps updates (or [train].time_limit_s of training):
         update: draw starts -> sample -> losses -> step -> after-step
-        ebmkit_step_end -> log (every log_every) -> checkpoint (every checkpoint_every) -> evaluate "step"
-    checkpoint -> evaluate "end"
+        ebmkit_step_end -> log (every log_every) -> evaluate "step" -> checkpoint (every checkpoint_every)
+        on SIGINT / SIGTERM: checkpoint, then stop (RunInterrupted)
+    evaluate "end" -> checkpoint
     ebmkit_run_end (also when the run fails)
 
+A divergence (a non-finite loss, energy, gradient or weight, or ``[train].energy_bound``
+exceeded) anywhere in the loop goes to ``[train.on_divergence]``: stop, or roll back to the
+latest checkpoint with a smaller learning rate and go on.
+
 Every piece of changing state lives in ``run.state`` (:class:`ebmkit.state.RunState`); the
-loop itself holds only what it derives from the recipe, and its logging window.
+loop itself holds only what it derives from the recipe, and its logging window. Everything
+of a step is logged before that step's checkpoint is written, so a run resumed from it
+misses nothing and repeats nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shlex
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 import torch
 
-from ebmkit.checkpoint import save_checkpoint
-from ebmkit.errors import TrainingDiverged
+from ebmkit.checkpoint import all_finite, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
+from ebmkit.errors import EbmkitError, RunInterrupted, TrainingDiverged
 from ebmkit.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
 from ebmkit.recipe import Recipe
 from ebmkit.run import Run, setup
+
+#: A rollback's new random seed: the run's seed plus this times the number of rollbacks.
+RESEED_STRIDE = 1_000_003
 
 
 @attrs.define
@@ -49,20 +65,28 @@ class Trainer:
         buffer = run.components.buffer
         self.reference_set = buffer if isinstance(buffer, ReferenceSet) else None
         self._window_start, self._window_steps = time.perf_counter(), 0
+        self._saved: tuple[tuple[int, int], Path] | None = None
+        #: The signal that asked the run to stop, once one came.
+        self.interrupted: int | None = None
 
     def fit(self) -> RunResult:
         run, settings = self.run, self.run.recipe.train
         started = time.perf_counter()
         error: BaseException | None = None
         try:
-            run.hook.ebmkit_run_start(run=run)
-            if settings.eval_at_start:
-                self.evaluate("start")
-            self._window_start = time.perf_counter()
-            while run.state.step < settings.steps and not self.after_update(self.update()):
-                pass
-            self.checkpoint()
-            self.evaluate("end")
+            with self._interruptible():
+                run.hook.ebmkit_run_start(run=run)
+                if settings.eval_at_start and run.state.step == 0:
+                    self.evaluate("start")
+                if settings.on_divergence.action == "rollback" and not list_checkpoints(run.out_dir):
+                    self.checkpoint()  # a state to roll back to
+                self._window_start = time.perf_counter()
+                while True:
+                    try:
+                        self.train_to_end()
+                        break
+                    except TrainingDiverged as exc:
+                        self.diverged(exc)
             state = run.state
             run.log(state.step, {"wall_s": time.perf_counter() - started, "train_s": state.train_seconds, "updates": state.step})
         except BaseException as exc:
@@ -71,6 +95,19 @@ class Trainer:
         finally:
             run.hook.ebmkit_run_end(run=run, error=error)
         return RunResult(run.out_dir, dict(run.latest))
+
+    def train_to_end(self) -> None:
+        """Updates until the last one (or the time limit, or a signal), then the final evaluation and checkpoint."""
+        run = self.run
+        while run.state.step < run.recipe.train.steps:
+            stop = self.after_update(self.update())
+            if self.interrupted is not None:
+                self.interrupt()
+            if stop:
+                break
+        self.check_weights()
+        self.evaluate("end")
+        self.checkpoint()
 
     # -- one update ---------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
@@ -119,7 +156,11 @@ class Trainer:
         state.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if settings.grad_clip:
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(state.energy.parameters(), settings.grad_clip))
+            grad_norm = torch.nn.utils.clip_grad_norm_(state.energy.parameters(), settings.grad_clip)
+        else:
+            grads = [p.grad for p in state.energy.parameters() if p.grad is not None]
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
+        metrics["grad_norm"] = float(grad_norm)
         metrics["loss"] = float(total.detach())
         metrics["e_pos"] = float(batch.e_pos_scales.detach().mean())  # averaged over scales, as the reference logs it
         if batch.x_neg is not None:
@@ -129,18 +170,22 @@ class Trainer:
 
     def check_divergence(self, metrics: dict[str, float]) -> None:
         step, bound = self.run.state.step + 1, self.run.recipe.train.energy_bound
-        watched = {k: metrics[k] for k in ("loss", "e_pos", "e_neg") if k in metrics}
+        watched = {k: metrics[k] for k in ("loss", "e_pos", "e_neg", "grad_norm") if k in metrics}
         if not all(map(math.isfinite, watched.values())):
             shown = ", ".join(f"{k} {v}" for k, v in watched.items())
-            raise TrainingDiverged(
-                f"training diverged at step {step}: {shown} are not all finite; lower the learning rate or the "
-                "sampler's step size, or strengthen a regularising loss term"
-            )
+            raise TrainingDiverged(f"training diverged at step {step}: {shown} are not all finite")
         if bound is not None and abs(watched["e_pos"]) > bound:
             raise TrainingDiverged(
                 f"training diverged at step {step}: |mean E+| = {abs(watched['e_pos']):.3g} exceeds "
                 f"[train].energy_bound = {bound}"
             )
+
+    def check_weights(self) -> None:
+        """Non-finite weights are a divergence too (a finite gradient can still overflow them)."""
+        state = self.run.state
+        for label, module in (("weights", state.energy), ("EMA weights", state.ema.module if state.ema else None)):
+            if module is not None and not all_finite(module):
+                raise TrainingDiverged(f"training diverged at step {state.step}: the {label} are not finite")
 
     def after_step(self, result: SampleResult | None) -> None:
         """Update the EMA, and offer the finished samples to the buffer."""
@@ -152,7 +197,7 @@ class Trainer:
 
     # -- between updates ----------------------------------------------------------------------
     def after_update(self, metrics: dict[str, float]) -> bool:
-        """step end -> log -> checkpoint -> evaluate; True when the run must stop early."""
+        """step end -> log -> evaluate -> checkpoint; True when the run must stop early."""
         run, settings, step = self.run, self.run.recipe.train, self.run.state.step
         out_of_time = settings.time_limit_s is not None and run.state.train_seconds >= settings.time_limit_s
         run.hook.ebmkit_step_end(run=run, step=step, metrics=metrics)
@@ -165,15 +210,21 @@ class Trainer:
         if out_of_time:
             run.console.print(f"\\[train].time_limit_s = {settings.time_limit_s} reached after {step} updates")
             return True
-        if settings.checkpoint_every and step % settings.checkpoint_every == 0:
-            self.checkpoint()
-        if step != settings.steps:
+        if step != settings.steps:  # the last update is evaluated and saved by train_to_end
             self.evaluate("step")
+            if settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                self.checkpoint()
         return False
 
     def checkpoint(self) -> Path:
-        folder = save_checkpoint(self.run)
-        self.run.hook.ebmkit_checkpoint_save(run=self.run, folder=folder)
+        """Write the run state (atomically), unless this very state was just written; prune old ones."""
+        run, state = self.run, self.run.state
+        if self._saved is not None and self._saved[0] == (state.step, state.retries):
+            return self._saved[1]
+        self.check_weights()
+        folder = save_checkpoint(run, before_rename=lambda tmp: run.hook.ebmkit_checkpoint_save(run=run, folder=tmp))
+        self._saved = ((state.step, state.retries), folder)
+        prune_checkpoints(run.out_dir, run.recipe.train.keep_checkpoints)
         return folder
 
     def evaluate(self, when: Literal["start", "step", "end"]) -> None:
@@ -182,16 +233,114 @@ class Trainer:
             if metrics:
                 self.run.log(step, metrics)
 
+    # -- when things go wrong -----------------------------------------------------------------
+    def diverged(self, exc: TrainingDiverged) -> None:
+        """Apply ``[train.on_divergence]``: roll back to the latest checkpoint, or stop."""
+        run, state, policy = self.run, self.run.state, self.run.recipe.train.on_divergence
+        if policy.action == "stop" or state.retries >= policy.max_retries:
+            if policy.action == "stop":
+                what = "[train.on_divergence] action = \"stop\""
+            else:
+                what = f"it had already rolled back {state.retries} time(s), [train.on_divergence].max_retries = {policy.max_retries}"
+            message = (
+                f"{exc}; the run stopped ({what}). Lower [optim].lr or the sampler's step size, set "
+                "[train].grad_clip, or weight a regularising loss term (energy_l2) more"
+            )
+            if policy.action == "stop":
+                message += "; or set [train.on_divergence] action = \"rollback\" to restore the latest checkpoint and go on"
+            run.event(state.step, {"event": "diverged", "message": str(exc), "action": "stop"})
+            raise TrainingDiverged(message) from None
+        diverged_at, retries = state.step + 1, state.retries + 1
+        latest = list_checkpoints(run.out_dir)[-1]
+        restore_checkpoint(run, latest)
+        run.hook.ebmkit_checkpoint_load(run=run, folder=latest)
+        state.retries = retries
+        for group in state.optimizer.param_groups:
+            group["lr"] *= policy.lr_scale
+        if policy.reseed:
+            torch.manual_seed(run.recipe.run.seed + RESEED_STRIDE * retries)
+        lrs = [group["lr"] for group in state.optimizer.param_groups]
+        run.event(state.step, {
+            "event": "rollback", "retry": retries, "diverged_at": diverged_at, "reason": str(exc), "lr": lrs,
+            "message": f"{exc}; rolled back to step {state.step} ({latest.name}), learning rate now "
+                       f"{', '.join(f'{lr:.3g}' for lr in lrs)}, rollback {retries} of {policy.max_retries}",
+        })
+        self._window_start, self._window_steps = time.perf_counter(), 0
+        self.checkpoint()  # the rollback itself survives a kill
 
-def train(recipe: Recipe, out_dir: Path, *, console: Any = None, live: bool | None = None, registries: Any = None) -> RunResult:
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """SIGINT and SIGTERM ask the run to stop after the current update, with a checkpoint;
+        a second one acts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.getsignal(sig) for sig in signals}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self.interrupted = signum
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.run.console.print(f"\n{signal.Signals(signum).name}: stopping after this update, with a checkpoint (again to stop at once)")
+
+        for sig in signals:
+            signal.signal(sig, request_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def interrupt(self) -> None:
+        run, name = self.run, signal.Signals(self.interrupted).name
+        folder = self.checkpoint()
+        command = f"ebmkit run --resume {shlex.quote(str(run.out_dir))}"
+        run.event(run.state.step, {"event": "interrupted", "signal": name, "message": f"{name} at step {run.state.step}; resume with: {command}"})
+        raise RunInterrupted(f"interrupted ({name}) at step {run.state.step}; checkpoint written to {folder}", folder, command)
+
+
+def train(
+    recipe: Recipe, out_dir: Path, *, console: Any = None, live: bool | None = None, registries: Any = None,
+    resume: bool = False,
+) -> RunResult:
     """Build every component of ``recipe``, train, evaluate, and fill ``out_dir``.
 
     Nothing is written when a component fails to build. The thread count the run chose is
     put back afterwards.
+
+    :param resume: continue the run in ``out_dir`` from its latest checkpoint (from step 0
+        when it has none yet); ``recipe`` is normally that folder's ``recipe.toml``.
+    :raises RunInterrupted: on SIGINT or SIGTERM, after writing a checkpoint.
     """
     threads = torch.get_num_threads()
     try:
-        return Trainer(setup(recipe, out_dir, console=console, live=live, registries=registries)).fit()
+        run = setup(recipe, out_dir, console=console, live=live, registries=registries, resume=resume)
+        if resume and resume_run(run):
+            return RunResult(out_dir, {})
+        return Trainer(run).fit()
     finally:
         torch.set_num_threads(threads)
 
+
+def resume_run(run: Run) -> bool:
+    """Restore the latest complete checkpoint of the run folder (none: start again from step 0).
+
+    :return: True when the run is already complete: nothing is left to do.
+    """
+    prune_checkpoints(run.out_dir, None)  # temporary folders a kill left behind
+    found = list_checkpoints(run.out_dir)
+    latest = found[-1] if found else None
+    if latest is not None:
+        restore_checkpoint(run, latest)
+        run.console.print(f"resuming from step {run.state.step} ({latest})")
+    else:
+        run.console.print(f"{run.out_dir} has no checkpoint yet: starting from step 0")
+    steps = run.recipe.train.steps
+    if run.state.step > steps:
+        raise EbmkitError(f"{run.out_dir} is at step {run.state.step}, past [train].steps = {steps}; give --set train.steps= a larger value")
+    run.hook.ebmkit_checkpoint_load(run=run, folder=latest)
+    if latest is not None and run.state.step == steps:
+        run.console.print(f"{run.out_dir} is complete ({steps} updates); extend it with --set train.steps=N")
+        return True
+    return False

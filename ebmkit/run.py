@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import tomli_w
 import torch
 from rich.console import Console
 
+from ebmkit.atomic import write_text
 from ebmkit.build import Components, build
 from ebmkit.console import console as default_console
 from ebmkit.console import escape
@@ -56,6 +58,10 @@ class Run:
     threads: int
     latest: dict[str, float] = attrs.field(factory=dict)
 
+    def event(self, step: int, event: dict[str, Any]) -> None:
+        """Record an event (``{"event": name, "message": text, ...}``): every ``ebmkit_event`` gets it."""
+        self.hook.ebmkit_event(run=self, step=step, event=event)
+
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """Log metrics: every logger (``ebmkit_log_metrics``) gets them."""
         metrics = {k: float(v) for k, v in metrics.items()}
@@ -91,21 +97,37 @@ def usable_device(settings: RunSettings) -> torch.device:
 def choose_threads(settings: RunSettings, energy: torch.nn.Module) -> tuple[int, str]:
     """The intra-op thread count for this run, and why."""
     if settings.threads is not None:
-        return settings.threads, "[run].threads"
+        return settings.threads, "\\[run].threads"
     count = sum(p.numel() for p in energy.parameters())
     if count < SMALL_ENERGY_PARAMETERS:
         return 1, f"the energy has {count:,} parameters (< {SMALL_ENERGY_PARAMETERS:,}); set \\[run].threads to change"
     return torch.get_num_threads(), f"torch's default for an energy of {count:,} parameters; set \\[run].threads to change"
 
 
+#: What marks a folder as holding a run.
+RUN_FILES = ("recipe.toml", "run.json", "metrics.jsonl", "checkpoints")
+
+
+def holds_run(folder: Path) -> bool:
+    return any((Path(folder) / name).exists() for name in RUN_FILES)
+
+
 def setup(
     recipe: Recipe, out_dir: Path, *, console: Console | None = None, live: bool | None = None,
-    registries: Registries | None = None,
+    registries: Registries | None = None, resume: bool = False,
 ) -> Run:
     """Build every component, then create the run folder: a recipe that fails to build leaves no folder.
 
+    :param resume: ``out_dir`` holds the run being resumed (its state is restored by the
+        caller); without it, a folder that already holds a run is refused.
+
     The caller restores the thread count (``torch.set_num_threads``) when the run ends.
     """
+    if not resume and holds_run(out_dir):
+        raise EbmkitError(
+            f"{out_dir} already holds a run; continue it with 'ebmkit run --resume {out_dir}', "
+            "or choose another --out folder"
+        )
     console = console or default_console
     registries = registries or default_registries()
     device = usable_device(recipe.run)
@@ -118,7 +140,8 @@ def setup(
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "recipe.toml").write_text(f"# resolved from {recipe.source}\n" + tomli_w.dumps(recipe.resolved()))
+    source = _first_source(recipe, out_dir)
+    write_text(out_dir / "recipe.toml", f"# resolved from {source}\n" + tomli_w.dumps(recipe.resolved()))
     energy, optimizer = components.energy, components.optimizer
     ema = EMA(energy, recipe.train.ema) if recipe.train.ema is not None else None
     data = DataStream(components.dataset, recipe.train.batch_size, recipe.run.seed)
@@ -127,5 +150,58 @@ def setup(
     run = Run(recipe, out_dir, components, state, device, energy, registries.pm.hook, console,
               console.is_terminal if live is None else live, threads)
     run.model = run.hook.ebmkit_wrap_energy(run=run, energy=energy) or energy
-    (out_dir / "run.json").write_text(json.dumps(run.record(), indent=1))
+    write_text(out_dir / "run.json", json.dumps({**run.record(), "source": source}, indent=1))
     return run
+
+
+def _first_source(recipe: Recipe, out_dir: Path) -> str:
+    """Where the recipe first came from: a resumed run reads its own recipe.toml, which says."""
+    if Path(recipe.source).resolve() == (out_dir / "recipe.toml").resolve():
+        first = Path(recipe.source).read_text(encoding="utf-8").partition("\n")[0]
+        if first.startswith("# resolved from "):
+            return first.removeprefix("# resolved from ")
+    return recipe.source
+
+
+#: What ``--set`` may change when a run resumes: how long it trains, how often it logs, saves
+#: and evaluates, and where. Anything else would change the model, the data or the updates.
+RESUMABLE = (
+    "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.time_limit_s",
+    "train.eval_at_start", "train.on_divergence", "run.threads", "run.device", "run.name", "evaluators",
+)
+
+
+def resume_recipe(run_dir: str | Path, overrides: Sequence[str] = (), registries: Registries | None = None) -> Recipe:
+    """The recipe a run folder ran (its ``recipe.toml``), with the overrides a resume allows.
+
+    :raises EbmkitError: the folder holds no run, or an override would change the model or the data.
+    """
+    from ebmkit import recipe as recipe_
+
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise EbmkitError(f"--resume {run_dir}: no such run folder")
+    if not (folder / "recipe.toml").is_file():
+        raise EbmkitError(f"--resume {run_dir}: not a run folder (it has no recipe.toml)")
+    saved = recipe_.load(folder / "recipe.toml", (), registries)
+    if not overrides:
+        return saved
+    changed = recipe_.load(folder / "recipe.toml", overrides, registries)
+    refused = [path for path in _differences(saved.resolved(), changed.resolved()) if not path.startswith(RESUMABLE)]
+    if refused:
+        raise EbmkitError(
+            f"--set cannot change {', '.join(refused)} when resuming {run_dir}: the run would not continue as it "
+            f"was trained. A resumed run may change only {', '.join(RESUMABLE)}; start a new run (ebmkit run "
+            "RECIPE --out NEW_FOLDER) to train with other settings"
+        )
+    return changed
+
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """The dotted paths at which two resolved recipes differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(a) + [k for k in b if k not in a]
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{path}.{k}" if path else k)]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [path]

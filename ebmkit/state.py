@@ -27,12 +27,14 @@ class EMA:
         for ema_buffer, buffer in zip(self.module.buffers(), module.buffers(), strict=True):
             ema_buffer.copy_(buffer)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "module": self.module.state_dict()}
+    def state_dict(self, module: bool = True) -> dict[str, Any]:
+        return {"decay": self.decay, **({"module": self.module.state_dict()} if module else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the decay, and the weights when ``state`` has them."""
         self.decay = float(state["decay"])
-        self.module.load_state_dict(state["module"])
+        if "module" in state:
+            self.module.load_state_dict(state["module"])
 
 
 class RunState:
@@ -40,8 +42,8 @@ class RunState:
 
     The energy, its EMA, the optimizer, the data position, every other stateful component
     (anything following :class:`ebmkit.protocols.Stateful`: the buffer, a plugin's schedule),
-    saved under its TOML path, the global random-number states, the number of updates and
-    the training time. Restoring a state dict into a run built from the same recipe makes it
+    saved under its TOML path, the global random-number states, the number of updates, the
+    training time and the number of divergence rollbacks so far. Restoring a state dict into a run built from the same recipe makes it
     continue exactly as the run it came from.
     """
 
@@ -53,27 +55,34 @@ class RunState:
         self.components = dict(components or {})
         self.step = 0
         self.train_seconds = 0.0
+        self.retries = 0
 
     @classmethod
     def stateful_components(cls, built: dict[str, Any], *exclude: Any) -> dict[str, Stateful]:
         """The built components (by TOML path) that carry state, less those owned elsewhere."""
         return {where: obj for where, obj in built.items() if isinstance(obj, Stateful) and all(obj is not e for e in exclude)}
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, modules: bool = True) -> dict[str, Any]:
+        """The whole state; without ``modules``, less the energy's and the EMA's weights
+        (a checkpoint writes those as files of their own)."""
         return {
             "step": self.step,
             "train_seconds": self.train_seconds,
-            "energy": self.energy.state_dict(),
+            "retries": self.retries,
+            **({"energy": self.energy.state_dict()} if modules else {}),
             "optimizer": self.optimizer.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(modules),
             "data": self.data.state_dict(),
             "components": {where: obj.state_dict() for where, obj in self.components.items()},
             "rng": global_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state; the weights only when ``state`` has them (see ``state_dict``)."""
         self.step, self.train_seconds = int(state["step"]), float(state["train_seconds"])
-        self.energy.load_state_dict(state["energy"])
+        self.retries = int(state.get("retries", 0))
+        if "energy" in state:
+            self.energy.load_state_dict(state["energy"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])

@@ -34,7 +34,9 @@ def test_quickstart_loop_lowers_the_exact_kl(tmp_path, registries):
     # The replay buffer's state comes back from the checkpoint and continues the same chains.
     from ebmkit_mcmc.replay import ReplayBuffer
 
-    state = safetensors.torch.load_file(str(folder / "buffer.safetensors"))
+    from ebmkit.checkpoint import read_state
+
+    state = read_state(folder)["components"]["buffer"]
     assert int(state["size"]) == 10000 and int(state["offered"]) == 400 * 256
     resumed = ReplayBuffer(capacity=10000, reinit_prob=0.2, noise=lambda n: torch.zeros(n, 2))
     resumed.load_state_dict(state)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ebmkit import hookimpl
+from ebmkit.console import escape
 
 _bars: dict[int, tuple[Progress, int]] = {}
 
@@ -47,6 +48,11 @@ def ebmkit_log_metrics(run, step, metrics):
             groups.setdefault(name, []).append(f"{metric} {value:.4g}")
     for name, shown in groups.items():
         run.console.print(f"[bold]step {step}[/] {name}: {', '.join(shown)}")
+
+
+@hookimpl
+def ebmkit_event(run, event):
+    run.console.print(f"[yellow]{escape(event['event'])}:[/] {escape(event.get('message', ''))}", soft_wrap=True)
 
 
 @hookimpl
