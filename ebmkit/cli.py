@@ -111,7 +111,7 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
     try:
         result = train(loaded, folder, console=console, registries=_registries(), resume=resume_dir is not None)
     except RunInterrupted as exc:
-        console.print(f"[yellow]{escape(str(exc))}[/]\nresume with: {escape(exc.resume_command)}", soft_wrap=True)
+        console.print(f"resume with: [bold]{escape(exc.resume_command)}[/]", soft_wrap=True)  # the event said the rest
         sys.exit(exc.exit_code)
     shown = {k: round(v, 4) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
     console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")

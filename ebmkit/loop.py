@@ -296,8 +296,9 @@ class Trainer:
         run, name = self.run, signal.Signals(self.interrupted).name
         folder = self.checkpoint()
         command = f"ebmkit run --resume {shlex.quote(str(run.out_dir))}"
-        run.event(run.state.step, {"event": "interrupted", "signal": name, "message": f"{name} at step {run.state.step}; resume with: {command}"})
-        raise RunInterrupted(f"interrupted ({name}) at step {run.state.step}; checkpoint written to {folder}", folder, command)
+        message = f"{name} at step {run.state.step}; checkpoint written to {folder}"
+        run.event(run.state.step, {"event": "interrupted", "signal": name, "message": message, "resume": command})
+        raise RunInterrupted(f"interrupted: {message}; resume with: {command}", folder, command)
 
 
 def train(
