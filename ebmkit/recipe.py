@@ -158,8 +158,8 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         segments = _SEGMENT.findall(part)
         if not segments or _SEGMENT.sub("", part):
             raise EbmkitError(
-                f"--set expects key.path=value, got {text!r}: cannot read {part!r} in the key {key.strip()!r} "
-                "(write table.key, table.0.key or table[0].key)"
+                f"--set expects key.path=value, got {text!r}: cannot read {repr(part) if part else 'an empty part'} in the "
+                f"key {key.strip()!r} (write table.key, table.0.key or table[0].key)"
             )
         for name, index in segments:
             path.append(int(index) if index else (int(name) if name.isdigit() else name))
@@ -246,6 +246,8 @@ def _check_tables(kind: Kind, raw: Any, registries: Registries) -> tuple[list[Co
         return [], [RecipeProblem(kind.table, f"expected an array of tables {kind.recipe_table}")]
     if not kind.many and isinstance(raw, list):
         return [], [RecipeProblem(kind.table, f"expected one table {kind.recipe_table}, got an array")]
+    if kind.many and kind.required and not raw:
+        return [], [RecipeProblem(kind.table, f"{kind.recipe_table} is empty: a recipe needs at least one {kind.singular}")]
     entries = [(item, f"{kind.table}[{i}]") for i, item in enumerate(raw)] if kind.many else [(raw, kind.table)]
     specs, problems = [], []
     for item, where in entries:
