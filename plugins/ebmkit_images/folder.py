@@ -88,13 +88,21 @@ LSUN_BEDROOM = _folder("data/lsun_bedroom", "LSUN bedroom: export the LMDB from 
 
 def read_attributes(path: Path) -> tuple[list[str], dict[str, list[int]]]:
     """Parse list_attr_celeba.txt: a count line, the 40 attribute names, then 'file v1 ... v40' with v = ±1."""
-    lines = path.read_text().splitlines()
-    names = lines[1].split()
-    table = {}
-    for line in lines[2:]:
-        parts = line.split()
-        if parts:
-            table[parts[0]] = [int(v) for v in parts[1:]]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        names = lines[1].split()
+        table = {}
+        for number, line in enumerate(lines[2:], 3):
+            parts = line.split()
+            if parts:
+                table[parts[0]] = [int(v) for v in parts[1:]]
+                if len(table[parts[0]]) != len(names):
+                    raise ValueError(f"line {number} has {len(parts) - 1} values for {len(names)} attributes")
+    except (IndexError, ValueError) as exc:  # ValueError: not UTF-8, not a number, or a short line
+        raise EbmkitError(
+            f"{path.resolve()} is not CelebA's attribute list ({exc}): it should hold a count line, the 40 attribute "
+            "names, then one line 'file.jpg v1 ... v40' per image with each v = 1 or -1"
+        ) from None
     return names, table
 
 
