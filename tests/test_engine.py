@@ -125,8 +125,8 @@ def test_multiscale_energies_keep_their_scales_when_wrapped(wrap, registries):
 
 
 @pytest.mark.parametrize(("recipe", "override", "where", "says"), [
-    ("improved_cd_shapes", "sampler.transitions=[]", "sampler", "at least one transition"),
-    ("improved_cd_shapes", "energy.width=12", "energy", "width must be a multiple of 8"),
+    ("improved_cd_shapes", "sampler.transitions=[]", "sampler.transitions", "at least one transition"),
+    ("improved_cd_shapes", "energy.width=12", "energy.width", "width must be a multiple of 8"),
     ("improved_cd_shapes", "buffer={name = 'persistent'}", "losses[3]", "requires 'reference_set'"),
     ("quickstart", "sampler.transitions=[{name = 'gibbs'}]", "sampler.transitions[0]", "requires 'block_conditionals'"),
     ("gaussian_improved_cd", "sampler={name = 'annealed_langevin', step_size = 0.1}", "losses[1]", "keeps at most 1"),

@@ -24,7 +24,7 @@ from ebmkit import EbmkitError, Energy
 
 def _multiple_of_8(instance, attribute, value):
     if value < 8 or value % 8:
-        raise ValueError(f"width must be a positive multiple of 8, got {value}")
+        raise ValueError(f"width must be a multiple of 8 and at least 8, got {value}")
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
