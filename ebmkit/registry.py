@@ -163,7 +163,9 @@ class Registrar:
       context keywords of its kind that its signature accepts.
     - ``params``: an attrs class describing the parameters (types, defaults, validators).
       Omitted: the factory itself when it is an attrs class, otherwise a spec derived from
-      its annotated signature. Parameters whose names start with ``_`` are private.
+      its annotated signature, whose ``typing.Annotated`` metadata may hold validators
+      (``lr: Annotated[float, attrs.validators.gt(0)] = 1e-3``). Parameters whose names start
+      with ``_`` are private.
     - ``summary``: one line for ``ebmkit list``; by default the docstring's first line.
     - ``aliases``: other names for the same component.
     - ``requires`` / ``provides``: capabilities needed from, and offered to, the other
