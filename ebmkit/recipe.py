@@ -35,7 +35,13 @@ class RunSettings:
 
     seed: int = 0
     device: str = "cpu"
-    name: str = ""
+    #: Names the default run folder (runs/NAME-DATE): a plain name, not a path.
+    name: str = attrs.field(default="")
+
+    @name.validator
+    def _plain_name(self, attribute: attrs.Attribute, value: str) -> None:
+        if "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError(f"a run name is a plain name, not a path: {value!r} (use --out for the folder)")
     #: Intra-op CPU threads (torch.set_num_threads). Unset: 1 for energies under
     #: ``SMALL_ENERGY_PARAMETERS`` parameters, where a thread barrier costs more than it saves,
     #: else torch's default. The run says what it chose.

@@ -164,6 +164,10 @@ CASES = [
     case("set-array-without-index", "give an index, e.g. losses[0].weight", sets=["losses.weight=2"]),
     case("set-unknown-key", "energy.hiden", "did you mean 'hidden'?", sets=["energy.hiden=3"]),
     case("set-unknown-table", "unknown table [trian]", "did you mean [train]?", sets=["trian.steps=3"]),
+    case("run-name-is-a-path", "run.name", "not a path: '../elsewhere'", sets=["run.name=../elsewhere"]),
+    case("on-divergence-action", "train.on_divergence.action", "'stop', 'rollback'", sets=["train.on_divergence.action=retry"]),
+    case("on-divergence-lr-scale", "train.on_divergence", "lr_scale", sets=["train.on_divergence.lr_scale=2"]),
+    case("keep-checkpoints-zero", "train.keep_checkpoints", sets=["train.keep_checkpoints=0"]),
     # -- run: fails before training and leaves no run folder
     case("run-device-cuda-7", "cuda:7", "is not usable here", sets=["run.device=cuda:7"], command="run"),
     case("run-device-tpu", "'tpu'", "is not usable here", sets=["run.device=tpu"], command="run"),
