@@ -63,8 +63,9 @@ def split_state(state: Any, where: str = "state") -> tuple[Any, dict[str, torch.
 
     def encode(value: Any, path: str) -> Any:
         if isinstance(value, torch.Tensor):
-            tensors[path] = value.detach().to("cpu", copy=True).contiguous()
-            return {"$tensor": path, "device": value.device.type}
+            key = path if path not in tensors else f"{path}#{len(tensors)}"  # keys may hold dots themselves
+            tensors[key] = value.detach().to("cpu", copy=True).contiguous()
+            return {"$tensor": key, "device": value.device.type}
         if isinstance(value, dict):
             if all(isinstance(k, str) for k in value):
                 return {k: encode(v, f"{path}.{k}") for k, v in value.items()}
@@ -121,14 +122,29 @@ def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
     state = run.state
     for label, module in (("weights", state.energy), ("EMA weights", state.ema.module if state.ema else None)):
         if module is not None and not all_finite(module):
-            raise TrainingDiverged(f"the {label} are not finite at step {state.step}; no checkpoint was written")
+            raise TrainingDiverged(f"the {label} are not finite at step {state.step}; no checkpoint was written", state.step)
     root = run.out_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(state.step, state.retries)
     temporary = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
+    try:
+        _write(run, temporary, before_rename)
+    except OSError as exc:  # a full disk, a vanished mount: the previous checkpoint stays the latest
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise CheckpointError(f"cannot write the checkpoint {final}: {exc.strerror or exc}") from None
+    if final.exists():  # the same state written again (a resumed run that ends where it started)
+        shutil.rmtree(temporary)
+        return final
+    os.rename(temporary, final)
+    fsync_path(root)
+    return final
 
+
+def _write(run: Run, temporary: Path, before_rename: Any) -> None:
+    """Every file of a checkpoint into ``temporary``, each flushed to disk."""
+    state = run.state
+    temporary.mkdir()
     metadata = {"step": str(state.step)}
     safetensors.torch.save_model(state.energy, str(temporary / "energy.safetensors"), metadata=metadata)
     if state.ema is not None:
@@ -146,12 +162,6 @@ def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
     for path in temporary.iterdir():
         fsync_path(path)
     fsync_path(temporary)
-    if final.exists():  # the same state written again (a resumed run that ends where it started)
-        shutil.rmtree(temporary)
-        return final
-    os.rename(temporary, final)
-    fsync_path(root)
-    return final
 
 
 def prune_checkpoints(run_dir: Path, keep: int | None) -> None:
@@ -225,17 +235,17 @@ def read_state(folder: Path, device: torch.device | str = "cpu") -> dict[str, An
 def restore_checkpoint(run: Run, folder: Path) -> None:
     """Put the run state saved in ``folder`` into ``run.state``: the run continues exactly
     as the one that wrote it."""
-    state = read_state(folder, run.device)
-    missing = sorted(set(run.state.components) - set(state.get("components", {})))
-    if missing:
-        raise CheckpointError(f"{folder} holds no state for {', '.join(missing)}: it was written by a different recipe")
     load_weights(run.state.energy, folder / "energy.safetensors")
     if run.state.ema is not None:
         load_weights(run.state.ema.module, folder / "ema.safetensors")
     try:
+        state = read_state(folder, run.device)
+        missing = sorted(set(run.state.components) - set(state["components"]))
+        if missing:
+            raise CheckpointError(f"{folder} holds no state for {', '.join(missing)}: it was written by a different recipe")
         run.state.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{folder} does not fit this run's state: {exc!r}") from None
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder} is damaged or does not fit this run: {type(exc).__name__}: {exc}") from None
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -305,9 +315,9 @@ def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cp
     meta = read_meta(folder)
     try:
         record = meta["energy"]
-        name, params = record["name"], record["params"]
+        name, params = record["name"], _params(record["params"])
         data_shape, num_classes = tuple(record["data_shape"]), record["num_classes"]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         raise CheckpointError(f"{folder / 'meta.json'} does not record the energy (name, params, data_shape, num_classes)") from None
     registries = registries or default_registries()
     entry = registries.get("energies", name)
@@ -320,7 +330,7 @@ def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cp
             PluginVersionWarning, stacklevel=2,
         )
     try:
-        energy = registries.create("energies", name, **_params(params), data_shape=data_shape, num_classes=num_classes)
+        energy = registries.create("energies", name, **params, data_shape=data_shape, num_classes=num_classes)
     except RecipeError as exc:
         raise CheckpointError(f"{folder} records an energy the installed plugin cannot build:\n{exc}") from None
     weights = folder / ("ema.safetensors" if ema and (folder / "ema.safetensors").exists() else "energy.safetensors")

@@ -113,8 +113,9 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
     except RunInterrupted as exc:
         console.print(f"resume with: [bold]{escape(exc.resume_command)}[/]", soft_wrap=True)  # the event said the rest
         sys.exit(exc.exit_code)
-    shown = {k: round(v, 4) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
-    console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")
+    if result.metrics:  # (empty when a resumed run had nothing left to do)
+        shown = {k: round(v, 4) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
+        console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")
 
 
 @cli.command()

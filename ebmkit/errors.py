@@ -90,7 +90,14 @@ class RecipeError(EbmkitError):
 
 
 class TrainingDiverged(EbmkitError):
-    """Training produced non-finite values or energies beyond the configured bound."""
+    """Training produced non-finite values or energies beyond the configured bound.
+
+    :ivar step: the update at which it happened, when known.
+    """
+
+    def __init__(self, message: str, step: int | None = None):
+        self.step = step
+        super().__init__(message)
 
 
 class RunInterrupted(Exception):

@@ -42,7 +42,7 @@ from ebmkit.checkpoint import all_finite, list_checkpoints, prune_checkpoints, r
 from ebmkit.errors import EbmkitError, RunInterrupted, TrainingDiverged
 from ebmkit.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
 from ebmkit.recipe import Recipe
-from ebmkit.run import Run, setup
+from ebmkit.run import Run, setup, write_run_files
 
 #: A rollback's new random seed: the run's seed plus this times the number of rollbacks.
 RESEED_STRIDE = 1_000_003
@@ -76,7 +76,7 @@ class Trainer:
         try:
             with self._interruptible():
                 run.hook.ebmkit_run_start(run=run)
-                if settings.eval_at_start and run.state.step == 0:
+                if settings.eval_at_start and not run.resumed:
                     self.evaluate("start")
                 if settings.on_divergence.action == "rollback" and not list_checkpoints(run.out_dir):
                     self.checkpoint()  # a state to roll back to
@@ -101,8 +101,8 @@ class Trainer:
         run = self.run
         while run.state.step < run.recipe.train.steps:
             stop = self.after_update(self.update())
-            if self.interrupted is not None:
-                self.interrupt()
+            if self.interrupted is not None and run.state.step < run.recipe.train.steps:
+                self.interrupt()  # (after the last update the run simply finishes)
             if stop:
                 break
         self.check_weights()
@@ -173,11 +173,11 @@ class Trainer:
         watched = {k: metrics[k] for k in ("loss", "e_pos", "e_neg", "grad_norm") if k in metrics}
         if not all(map(math.isfinite, watched.values())):
             shown = ", ".join(f"{k} {v}" for k, v in watched.items())
-            raise TrainingDiverged(f"training diverged at step {step}: {shown} are not all finite")
+            raise TrainingDiverged(f"training diverged at step {step}: {shown} are not all finite", step)
         if bound is not None and abs(watched["e_pos"]) > bound:
             raise TrainingDiverged(
                 f"training diverged at step {step}: |mean E+| = {abs(watched['e_pos']):.3g} exceeds "
-                f"[train].energy_bound = {bound}"
+                f"[train].energy_bound = {bound}", step,
             )
 
     def check_weights(self) -> None:
@@ -185,7 +185,7 @@ class Trainer:
         state = self.run.state
         for label, module in (("weights", state.energy), ("EMA weights", state.ema.module if state.ema else None)):
             if module is not None and not all_finite(module):
-                raise TrainingDiverged(f"training diverged at step {state.step}: the {label} are not finite")
+                raise TrainingDiverged(f"training diverged at step {state.step}: the {label} are not finite", state.step)
 
     def after_step(self, result: SampleResult | None) -> None:
         """Update the EMA, and offer the finished samples to the buffer."""
@@ -250,7 +250,7 @@ class Trainer:
                 message += "; or set [train.on_divergence] action = \"rollback\" to restore the latest checkpoint and go on"
             run.event(state.step, {"event": "diverged", "message": str(exc), "action": "stop"})
             raise TrainingDiverged(message) from None
-        diverged_at, retries = state.step + 1, state.retries + 1
+        diverged_at, retries = exc.step if exc.step is not None else state.step + 1, state.retries + 1
         latest = list_checkpoints(run.out_dir)[-1]
         restore_checkpoint(run, latest)
         run.hook.ebmkit_checkpoint_load(run=run, folder=latest)
@@ -276,7 +276,8 @@ class Trainer:
             yield
             return
         signals = (signal.SIGINT, signal.SIGTERM)
-        previous = {sig: signal.getsignal(sig) for sig in signals}
+        # getsignal is None for a handler installed outside Python: give the default back then.
+        previous = {sig: signal.getsignal(sig) or signal.SIG_DFL for sig in signals}
 
         def request_stop(signum: int, frame: Any) -> None:
             self.interrupted = signum
@@ -314,7 +315,7 @@ def train(
         when it has none yet); ``recipe`` is normally that folder's ``recipe.toml``.
     :raises RunInterrupted: on SIGINT or SIGTERM, after writing a checkpoint.
     """
-    threads = torch.get_num_threads()
+    threads, run = torch.get_num_threads(), None
     try:
         run = setup(recipe, out_dir, console=console, live=live, registries=registries, resume=resume)
         if resume and resume_run(run):
@@ -322,6 +323,8 @@ def train(
         return Trainer(run).fit()
     finally:
         torch.set_num_threads(threads)
+        if run is not None and run.lock is not None:
+            run.lock.close()
 
 
 def resume_run(run: Run) -> bool:
@@ -334,14 +337,18 @@ def resume_run(run: Run) -> bool:
     latest = found[-1] if found else None
     if latest is not None:
         restore_checkpoint(run, latest)
-        run.console.print(f"resuming from step {run.state.step} ({latest})")
+        run.resumed = True
+        run.console.print(f"resuming from step {run.state.step} ({latest})", soft_wrap=True)
     else:
-        run.console.print(f"{run.out_dir} has no checkpoint yet: starting from step 0")
-    steps = run.recipe.train.steps
-    if run.state.step > steps:
-        raise EbmkitError(f"{run.out_dir} is at step {run.state.step}, past [train].steps = {steps}; give --set train.steps= a larger value")
+        run.console.print(f"{run.out_dir} has no checkpoint yet: starting from step 0", soft_wrap=True)
+    settings, state = run.recipe.train, run.state
+    if state.step > settings.steps:
+        raise EbmkitError(f"{run.out_dir} is at step {state.step}, past [train].steps = {settings.steps}; give --set train.steps= a larger value")
+    write_run_files(run)
     run.hook.ebmkit_checkpoint_load(run=run, folder=latest)
-    if latest is not None and run.state.step == steps:
-        run.console.print(f"{run.out_dir} is complete ({steps} updates); extend it with --set train.steps=N")
+    out_of_time = settings.time_limit_s is not None and state.train_seconds >= settings.time_limit_s
+    if latest is not None and (state.step == settings.steps or out_of_time):
+        limit = "--set train.steps=N" if not out_of_time else "a larger --set train.time_limit_s=SECONDS"
+        run.console.print(f"{run.out_dir} is complete ({state.step} updates); extend it with {limit}", soft_wrap=True)
         return True
     return False

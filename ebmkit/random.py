@@ -22,14 +22,17 @@ def set_rng_state(device: torch.device, state: tuple[torch.Tensor, torch.Tensor 
 
 
 def global_state() -> dict[str, Any]:
-    """Every global generator: the CPU one and each visible GPU's."""
+    """Every global generator: the CPU one, and each visible GPU's once CUDA is in use (a run
+    that never touched CUDA has drawn nothing from it, and reading it would start CUDA)."""
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_global_state(state: dict[str, Any]) -> None:
+    """Restore :func:`global_state`; GPUs beyond those visible now are left out."""
     torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state.get("cuda") and torch.cuda.is_available():
+        for index, cuda in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda, index)

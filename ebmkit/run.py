@@ -9,8 +9,8 @@ line), ``checkpoints/`` (safetensors) and whatever the evaluators write.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class Run:
         wrapped it in (``ebmkit_wrap_energy``). ``state.energy`` is always the plain energy.
     :ivar latest: the latest value of every metric logged so far.
     :ivar live: show a live progress bar (a terminal), rather than plain lines.
+    :ivar resumed: the state was restored from a checkpoint of this folder.
+    :ivar lock: the open lock file that keeps other processes out of the run folder.
     """
 
     recipe: Recipe
@@ -57,6 +59,8 @@ class Run:
     live: bool
     threads: int
     latest: dict[str, float] = attrs.field(factory=dict)
+    resumed: bool = False
+    lock: Any = None
 
     def event(self, step: int, event: dict[str, Any]) -> None:
         """Record an event (``{"event": name, "message": text, ...}``): every ``ebmkit_event`` gets it."""
@@ -140,18 +144,41 @@ def setup(
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = _first_source(recipe, out_dir)
-    write_text(out_dir / "recipe.toml", f"# resolved from {source}\n" + tomli_w.dumps(recipe.resolved()))
+    lock = lock_run_folder(out_dir)
     energy, optimizer = components.energy, components.optimizer
     ema = EMA(energy, recipe.train.ema) if recipe.train.ema is not None else None
     data = DataStream(components.dataset, recipe.train.batch_size, recipe.run.seed)
     stateful = RunState.stateful_components(components.built, energy, optimizer)
     state = RunState(energy, optimizer, data, ema, stateful)
     run = Run(recipe, out_dir, components, state, device, energy, registries.pm.hook, console,
-              console.is_terminal if live is None else live, threads)
+              console.is_terminal if live is None else live, threads, lock=lock)
     run.model = run.hook.ebmkit_wrap_energy(run=run, energy=energy) or energy
-    write_text(out_dir / "run.json", json.dumps({**run.record(), "source": source}, indent=1))
+    if not resume:  # a resumed run rewrites them once its checkpoint is restored
+        write_run_files(run)
     return run
+
+
+def write_run_files(run: Run) -> None:
+    """``recipe.toml`` (every parameter written out) and ``run.json`` (every component's record)."""
+    source = _first_source(run.recipe, run.out_dir)
+    write_text(run.out_dir / "recipe.toml", f"# resolved from {source}\n" + tomli_w.dumps(run.recipe.resolved()))
+    write_text(run.out_dir / "run.json", json.dumps({**run.record(), "source": source}, indent=1))
+
+
+def lock_run_folder(folder: Path) -> Any:
+    """Keep other processes out of a run folder while this one trains in it (released when the
+    returned file is closed, or the process ends). Where ``fcntl`` is missing, there is no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = (folder / ".lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise EbmkitError(f"{folder} is in use by another ebmkit process; let it finish (or stop it) first") from None
+    return handle
 
 
 def _first_source(recipe: Recipe, out_dir: Path) -> str:
@@ -187,7 +214,7 @@ def resume_recipe(run_dir: str | Path, overrides: Sequence[str] = (), registries
     if not overrides:
         return saved
     changed = recipe_.load(folder / "recipe.toml", overrides, registries)
-    refused = [path for path in _differences(saved.resolved(), changed.resolved()) if not path.startswith(RESUMABLE)]
+    refused = [path for path in _differences(saved.resolved(), changed.resolved()) if not _resumable(path)]
     if refused:
         raise EbmkitError(
             f"--set cannot change {', '.join(refused)} when resuming {run_dir}: the run would not continue as it "
@@ -195,6 +222,10 @@ def resume_recipe(run_dir: str | Path, overrides: Sequence[str] = (), registries
             "RECIPE --out NEW_FOLDER) to train with other settings"
         )
     return changed
+
+
+def _resumable(path: str) -> bool:
+    return any(path == key or path.startswith((f"{key}.", f"{key}[")) for key in RESUMABLE)
 
 
 def _differences(a: Any, b: Any, path: str = "") -> list[str]:

@@ -411,3 +411,96 @@ def test_a_checkpoint_survives_a_round_trip_through_json_exactly():
     back = join_state(json.loads(json.dumps(data)), tensors)
     assert back["a"] == (1, 2.5, None) and back["b"][1] == [True, "x"] and back["c"] == float("inf")
     assert torch.equal(back["b"][0], torch.arange(3)) and back["d"] == 0.1 + 0.2
+
+
+def test_a_signal_during_the_last_update_lets_the_run_finish(tmp_path, registries):
+    from ebmkit.loop import Trainer
+    from ebmkit.run import setup
+
+    recipe = _tiny(tmp_path, registries, "train.steps=1", 'evaluators=[{name = "density2d", bins = 10, num_test = 50, plot = false}]')
+    trainer = Trainer(setup(recipe, tmp_path / "run", live=False, registries=registries))
+    trainer.interrupted = signal.SIGINT  # as if Ctrl-C came during the only update
+    trainer.fit()
+    rows = read_metrics(tmp_path / "run")
+    assert not any(row.get("event") == "interrupted" for row in rows)
+    assert [row["step"] for row in rows if "density2d/grid_kl" in row] == [0, 1] and rows[-1]["updates"] == 1
+
+
+def test_a_refused_resume_changes_nothing_in_the_folder(tmp_path, registries, run_cli):
+    train(_tiny(tmp_path, registries, "train.steps=3"), tmp_path / "run", live=False, registries=registries)
+    before = {name: (tmp_path / "run" / name).read_text() for name in ("recipe.toml", "run.json", "metrics.jsonl")}
+    assert run_cli("run", "--resume", str(tmp_path / "run"), "--set", "train.steps=1").exit_code == 2
+    assert before == {name: (tmp_path / "run" / name).read_text() for name in before}
+    result = run_cli("run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4")
+    assert result.exit_code == 0 and [row["step"] for row in read_metrics(tmp_path / "run") if "loss" in row] == [1, 2, 3, 4]
+
+
+def test_resuming_from_the_first_checkpoint_does_not_evaluate_the_start_again(tmp_path, registries, run_cli):
+    evaluator = 'evaluators=[{name = "density2d", bins = 10, num_test = 50, plot = false}]'
+    recipe = _tiny(tmp_path, registries, "train.steps=0", evaluator, 'train.on_divergence.action="rollback"')
+    train(recipe, tmp_path / "run", live=False, registries=registries)  # writes step_0000000 (a rollback target)
+    assert run_cli("run", "--resume", str(tmp_path / "run"), "--set", "train.steps=2").exit_code == 0
+    evaluated = [row["step"] for row in read_metrics(tmp_path / "run") if "density2d/grid_kl" in row]
+    assert evaluated == [0, 0, 2]  # start and end of the 0-step run, end of the resumed one
+
+
+def test_a_run_out_of_time_is_complete(tmp_path, registries, run_cli):
+    train(_tiny(tmp_path, registries, "train.time_limit_s=1e-9"), tmp_path / "run", live=False, registries=registries)
+    result = run_cli("run", "--resume", str(tmp_path / "run"))
+    assert result.exit_code == 0 and "is complete (1 updates)" in result.output and "time_limit_s" in result.output
+    assert [row["step"] for row in read_metrics(tmp_path / "run") if "loss" in row] == [1]
+
+
+def _drop_a_tensor(checkpoint: Path) -> None:
+    tensors = safetensors.torch.load_file(str(checkpoint / "state.safetensors"))
+    tensors.pop(sorted(tensors)[0])
+    safetensors.torch.save_file(tensors, str(checkpoint / "state.safetensors"))
+
+
+def _edit_json(name: str, change):
+    def edit(checkpoint: Path) -> None:
+        path = checkpoint / name
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("damage", "resume_exit", "load_error"),
+    [
+        (_drop_a_tensor, 2, None),
+        (_edit_json("state.json", lambda state: {**state, "step": None}), 2, None),
+        (_edit_json("state.json", lambda state: list(state)), 2, None),
+        (_edit_json("meta.json", lambda meta: {**meta, "energy": {**meta["energy"], "params": [1, 2]}}), 0, "does not record the energy"),
+        (lambda checkpoint: (checkpoint / "state.json").write_text("{not json"), 2, None),
+        (lambda checkpoint: (checkpoint / "energy.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "), 2, None),
+    ],
+    ids=["tensor-missing", "step-null", "state-a-list", "energy-params-a-list", "state-not-json", "weights-empty"],
+)
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, registries, run_cli, damage, resume_exit, load_error):
+    """Resume reads the run state, ebmkit.load the energy's record (with the EMA weights): each
+    refuses what it needs when that is damaged, and only that."""
+    train(_tiny(tmp_path, registries, "train.steps=2"), tmp_path / "run", live=False, registries=registries)
+    damage(list_checkpoints(tmp_path / "run")[-1])
+    if load_error is None:
+        ebmkit.load(tmp_path / "run")
+    else:
+        with pytest.raises(CheckpointError, match=load_error):
+            ebmkit.load(tmp_path / "run")
+    result = run_cli("run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4")
+    assert result.exit_code == resume_exit and "Traceback" not in result.output, result.output
+    if resume_exit == 2:
+        assert "checkpoints/step_0000002" in result.output.replace("\n", "")
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path, registries, run_cli):
+    from ebmkit.run import lock_run_folder
+
+    train(_tiny(tmp_path, registries, "train.steps=2"), tmp_path / "run", live=False, registries=registries)
+    lock = lock_run_folder(tmp_path / "run")  # as another process training in it would hold
+    try:
+        result = run_cli("run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4")
+    finally:
+        lock.close()
+    assert result.exit_code == 2 and "in use by another ebmkit process" in result.output
+    assert run_cli("run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4").exit_code == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from ebmkit import hookimpl
-from ebmkit.atomic import write_text
+from ebmkit.atomic import fsync_path, write_text
 
 
 def _append(run, row):
@@ -22,6 +22,14 @@ def ebmkit_log_metrics(run, step, metrics):
 @hookimpl
 def ebmkit_event(run, step, event):
     _append(run, {"step": step, **event})
+
+
+@hookimpl
+def ebmkit_checkpoint_save(run):
+    """Flush the lines up to this step to disk before the checkpoint that follows them lands."""
+    path = run.out_dir / "metrics.jsonl"
+    if path.exists():
+        fsync_path(path)
 
 
 @hookimpl

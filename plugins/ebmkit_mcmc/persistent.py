@@ -28,6 +28,7 @@ class PersistentChains:
             self.chains = self.noise(n).to(data.device, data.dtype)
         if n != len(self.chains):
             raise EbmkitError(f"persistent chains were started with {len(self.chains)} chains, but {n} were asked for")
+        self.chains = self.chains.to(data.device)  # a no-op unless restored from another device
         return self.chains
 
     def push(self, x: torch.Tensor) -> None:

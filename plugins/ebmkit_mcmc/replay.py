@@ -69,6 +69,8 @@ class ReplayBuffer:
         x = self._encode(x.detach())
         if self.storage is None:
             self.storage = torch.empty(self.capacity, *x.shape[1:], dtype=x.dtype, device=x.device)
+        elif self.storage.device != x.device:  # restored from a checkpoint saved on another device
+            self.storage = self.storage.to(x.device)
         n = x.shape[0]
         if self.policy == "fifo":
             slots = (self.offered + torch.arange(n, device=x.device)) % self.capacity
