@@ -108,24 +108,31 @@ def checkpoint_name(step: int, retries: int = 0) -> str:
     return f"step_{step:07d}" + (f"-retry{retries}" if retries else "")
 
 
-def all_finite(module: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+def check_finite_weights(state: Any) -> None:
+    """Raise :class:`TrainingDiverged` unless the weights and the EMA weights of a run state
+    are finite (a finite gradient can still overflow them)."""
+    for label, module in (("weights", state.energy), ("EMA weights", state.ema.module if state.ema else None)):
+        if module is not None and not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+            raise TrainingDiverged(f"training diverged at step {state.step}: the {label} are not finite", state.step)
 
 
 def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
     """Write the whole run state as ``checkpoints/step_NNNNNNN``, atomically.
+
+    A checkpoint of the same step and rollback count holds this very state (no later one
+    survives a rollback or a resume), so when it exists nothing is written again.
 
     :param before_rename: ``f(folder)``, called with the temporary folder once ebmkit's files
         are in it: files it adds are part of the atomic checkpoint.
     :raises TrainingDiverged: the weights are not finite; nothing is written.
     """
     state = run.state
-    for label, module in (("weights", state.energy), ("EMA weights", state.ema.module if state.ema else None)):
-        if module is not None and not all_finite(module):
-            raise TrainingDiverged(f"the {label} are not finite at step {state.step}; no checkpoint was written", state.step)
     root = run.out_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(state.step, state.retries)
+    if final.exists():
+        return final
+    check_finite_weights(state)
+    root.mkdir(parents=True, exist_ok=True)
     temporary = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
@@ -133,9 +140,6 @@ def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
     except OSError as exc:  # a full disk, a vanished mount: the previous checkpoint stays the latest
         shutil.rmtree(temporary, ignore_errors=True)
         raise CheckpointError(f"cannot write the checkpoint {final}: {exc.strerror or exc}") from None
-    if final.exists():  # the same state written again (a resumed run that ends where it started)
-        shutil.rmtree(temporary)
-        return final
     os.rename(temporary, final)
     fsync_path(root)
     return final

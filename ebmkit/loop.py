@@ -38,7 +38,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
-from ebmkit.checkpoint import all_finite, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
+from ebmkit.checkpoint import check_finite_weights, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
 from ebmkit.errors import EbmkitError, RunInterrupted, TrainingDiverged
 from ebmkit.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
 from ebmkit.recipe import Recipe
@@ -65,7 +65,6 @@ class Trainer:
         buffer = run.components.buffer
         self.reference_set = buffer if isinstance(buffer, ReferenceSet) else None
         self._window_start, self._window_steps = time.perf_counter(), 0
-        self._saved: tuple[tuple[int, int], Path] | None = None
         #: The signal that asked the run to stop, once one came.
         self.interrupted: int | None = None
 
@@ -105,7 +104,7 @@ class Trainer:
                 self.interrupt()  # (after the last update the run simply finishes)
             if stop:
                 break
-        self.check_weights()
+        check_finite_weights(run.state)  # before the end evaluation draws from the weights
         self.evaluate("end")
         self.checkpoint()
 
@@ -180,13 +179,6 @@ class Trainer:
                 f"[train].energy_bound = {bound}", step,
             )
 
-    def check_weights(self) -> None:
-        """Non-finite weights are a divergence too (a finite gradient can still overflow them)."""
-        state = self.run.state
-        for label, module in (("weights", state.energy), ("EMA weights", state.ema.module if state.ema else None)):
-            if module is not None and not all_finite(module):
-                raise TrainingDiverged(f"training diverged at step {state.step}: the {label} are not finite", state.step)
-
     def after_step(self, result: SampleResult | None) -> None:
         """Update the EMA, and offer the finished samples to the buffer."""
         state, buffer = self.run.state, self.run.components.buffer
@@ -217,13 +209,9 @@ class Trainer:
         return False
 
     def checkpoint(self) -> Path:
-        """Write the run state (atomically), unless this very state was just written; prune old ones."""
-        run, state = self.run, self.run.state
-        if self._saved is not None and self._saved[0] == (state.step, state.retries):
-            return self._saved[1]
-        self.check_weights()
+        """Write the run state (atomically; not again if this state is saved already); prune old ones."""
+        run = self.run
         folder = save_checkpoint(run, before_rename=lambda tmp: run.hook.ebmkit_checkpoint_save(run=run, folder=tmp))
-        self._saved = ((state.step, state.retries), folder)
         prune_checkpoints(run.out_dir, run.recipe.train.keep_checkpoints)
         return folder
 

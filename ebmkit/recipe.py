@@ -37,15 +37,15 @@ class RunSettings:
     device: str = "cpu"
     #: Names the default run folder (runs/NAME-DATE): a plain name, not a path.
     name: str = attrs.field(default="")
+    #: Intra-op CPU threads (torch.set_num_threads). Unset: 1 for energies under
+    #: ``SMALL_ENERGY_PARAMETERS`` parameters, where a thread barrier costs more than it saves,
+    #: else torch's default. The run says what it chose.
+    threads: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
 
     @name.validator
     def _plain_name(self, attribute: attrs.Attribute, value: str) -> None:
         if "/" in value or "\\" in value or value in (".", ".."):
             raise ValueError(f"a run name is a plain name, not a path: {value!r} (use --out for the folder)")
-    #: Intra-op CPU threads (torch.set_num_threads). Unset: 1 for energies under
-    #: ``SMALL_ENERGY_PARAMETERS`` parameters, where a thread barrier costs more than it saves,
-    #: else torch's default. The run says what it chose.
-    threads: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
 
 
 @attrs.frozen(kw_only=True)
