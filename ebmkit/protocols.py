@@ -278,6 +278,53 @@ class Evaluator(Protocol):
     def evaluate(self, ctx: EvalContext) -> dict[str, float]: ...
 
 
+@attrs.frozen
+class Conditioning:
+    """What the labels of a conditional dataset mean: the attribute they give, and the name of
+    each label index (``classes[i]`` names label ``i``).
+
+    A checkpoint records it, so a loaded energy is conditioned by name:
+    ``E.given("red")`` or ``E.given(color="red")``. A yes/no attribute (:meth:`flag`) names
+    its labels ``not_<attribute>`` and ``<attribute>`` and also takes ``given(Smiling=True)``.
+    """
+
+    attribute: str
+    classes: tuple[str, ...] = attrs.field(converter=tuple)
+
+    @classmethod
+    def flag(cls, attribute: str) -> Conditioning:
+        """A yes/no attribute: label 0 = ``not_<attribute>``, label 1 = ``<attribute>``."""
+        return cls(attribute, (f"not_{attribute}", attribute))
+
+    @property
+    def is_flag(self) -> bool:
+        return self.classes == (f"not_{self.attribute}", self.attribute)
+
+    def index(self, value: str | bool) -> int:
+        """The label index of a class name (or, for a yes/no attribute, of True/False)."""
+        if isinstance(value, bool) and self.is_flag:
+            return int(value)
+        if isinstance(value, str) and value in self.classes:
+            return self.classes.index(value)
+        from ebmkit.errors import did_you_mean
+
+        suggestion = did_you_mean(str(value), self.classes) if isinstance(value, str) else None
+        hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+        flags = " (or True/False)" if self.is_flag else ""
+        raise EbmkitError(
+            f"{self.attribute} has no class {value!r}{hint}\n classes of {self.attribute}: {', '.join(self.classes)}{flags}"
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        return {"attribute": self.attribute, "classes": list(self.classes)}
+
+    @classmethod
+    def from_record(cls, record: Any) -> Conditioning | None:
+        if record is None:
+            return None
+        return cls(str(record["attribute"]), tuple(str(c) for c in record["classes"]))
+
+
 @runtime_checkable
 class Dataset(Protocol):
     """A map-style dataset of samples, or ``(sample, label)`` pairs.
@@ -286,6 +333,9 @@ class Dataset(Protocol):
     :ivar domain: ``(low, high)`` bounds of the data, used to draw fresh chain starts
         uniformly; None means a standard normal.
     :ivar num_classes: the number of labels, or None for unlabelled data.
+
+    A labelled dataset may also say what its labels mean with a ``conditioning`` attribute
+    (a :class:`Conditioning`); a model trained on it can then be conditioned by name.
     """
 
     sample_shape: tuple[int, ...]
