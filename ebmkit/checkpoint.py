@@ -32,6 +32,7 @@ import torch
 from ebmkit.atomic import fsync_path
 from ebmkit.energy import Energy
 from ebmkit.errors import EbmkitError, RecipeError, TrainingDiverged
+from ebmkit.protocols import Conditioning
 from ebmkit.registry import Registries, default_registries
 
 if TYPE_CHECKING:
@@ -158,6 +159,8 @@ def _write(run: Run, temporary: Path, before_rename: Any) -> None:
     (temporary / "state.json").write_text(json.dumps(data))
     dataset = run.components.dataset
     energy = {**run.recipe.one("energy").record(), "data_shape": list(dataset.sample_shape), "num_classes": dataset.num_classes}
+    conditioning = getattr(dataset, "conditioning", None) if dataset.num_classes else None
+    energy["conditioning"] = conditioning.to_record() if conditioning is not None else None
     meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy, "recipe": run.recipe.resolved()}
     (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
     if before_rename is not None:
@@ -312,8 +315,12 @@ def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cp
     different installed version of that plugin's distribution is warned about. Only
     safetensors and JSON are read: a pickle is refused, never run.
 
+    A model trained on labelled data knows what its labels mean (its ``conditioning``), so
+    it is conditioned by class name: ``load(run).given("red")``, ``given(color="red")``.
+
     :param ema: return the EMA weights when the checkpoint has them (the default), else the raw ones.
-    :return: the energy in eval mode; compose it like any other (``load(a) + load(b)``).
+    :return: the energy in eval mode, named after its run folder (rename with ``.named``);
+        compose it like any other (``load(a).given("red") + load(b).given("circle")``).
     """
     folder = find_checkpoint(path)
     meta = read_meta(folder)
@@ -321,6 +328,7 @@ def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cp
         record = meta["energy"]
         name, params = record["name"], _params(record["params"])
         data_shape, num_classes = tuple(record["data_shape"]), record["num_classes"]
+        conditioning = Conditioning.from_record(record.get("conditioning"))
     except (KeyError, TypeError, AttributeError):
         raise CheckpointError(f"{folder / 'meta.json'} does not record the energy (name, params, data_shape, num_classes)") from None
     registries = registries or default_registries()
@@ -339,7 +347,9 @@ def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cp
         raise CheckpointError(f"{folder} records an energy the installed plugin cannot build:\n{exc}") from None
     weights = folder / ("ema.safetensors" if ema and (folder / "ema.safetensors").exists() else "energy.safetensors")
     load_weights(energy, weights)
-    return energy.to(device).eval().named(Path(path).name)
+    energy.conditioning = conditioning
+    run_folder = folder.parent.parent if folder.parent.name == "checkpoints" else folder
+    return energy.to(device).eval().named(run_folder.resolve().name)
 
 
 def _params(params: dict) -> dict:

@@ -17,6 +17,7 @@ expression         energy                                        meaning
 ``E1 - a * E2``    E1(x) − a·E2(x)                               AND NOT (weighted)
 ``E1 | E2``        −T·logsumexp(−E1(x)/T, −E2(x)/T), T = 1       OR (mixture)
 ``E.given(c)``     E(x, c)                                       condition fixed to c
+``E.given("red")`` E(x, index of "red")                          by class name
 =================  ============================================  ======================
 
 ``disjunction(E1, E2, temperature=T)`` is the OR with another temperature.
@@ -24,6 +25,7 @@ expression         energy                                        meaning
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Sequence
 
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from ebmkit.errors import EbmkitError
-from ebmkit.protocols import MultiScale
+from ebmkit.protocols import Conditioning, MultiScale
 
 Tensor = torch.Tensor
 
@@ -64,10 +66,19 @@ class Energy(nn.Module):
             )
         return energy
 
+    #: What the labels of a conditional energy mean (set by :func:`ebmkit.load` from the
+    #: training data), so that ``given`` takes class names; None when unknown.
+    conditioning: Conditioning | None = None
+
     def named(self, label: str) -> Energy:
-        """Set the name this energy shows in expressions, e.g. ``smile + male``; returns self."""
-        self.label = label
-        return self
+        """This energy under a name shown in expressions, e.g. ``smile + male``.
+
+        Returns a new handle on the same module and weights; ``self`` keeps its own name, so
+        naming one use of an energy never renames it inside another expression.
+        """
+        handle = copy.copy(self)  # shares parameters, buffers and submodules
+        handle.label = label
+        return handle
 
     @property
     def expression(self) -> str:
@@ -112,14 +123,41 @@ class Energy(nn.Module):
             return NotImplemented
         return disjunction(self, other)
 
-    def given(self, cond: Tensor | int | Sequence[float]) -> Energy:
+    def given(self, cond: Tensor | int | str | Sequence[float] | None = None, **by_attribute: str | bool) -> Energy:
         """This energy with its condition fixed: an unconditional energy of ``x`` alone.
 
-        :param cond: a class index (int); or one condition vector as floats (attributes, or a
+        :param cond: a class name (``"red"``) when the energy knows its :attr:`conditioning`;
+            or a class index (int); or one condition vector as floats (attributes, or a
             one-hot written as floats), used for every sample; or a batch of conditions with
             one row per sample (a 1-D integer tensor is read as one class label per sample).
+        :param by_attribute: the class by attribute name instead, ``given(color="red")``;
+            ``given(Smiling=True)`` for a yes/no attribute.
         """
+        if by_attribute:
+            if cond is not None or len(by_attribute) != 1:
+                raise EbmkitError("given takes one condition: a class name, given(\"red\"), or one attribute, given(color=\"red\")")
+            ((attribute, value),) = by_attribute.items()
+            conditioning = self._conditioning(f"given({attribute}={value!r})")
+            if attribute != conditioning.attribute:
+                raise EbmkitError(
+                    f"{self.expression} is conditioned on {conditioning.attribute!r}, not {attribute!r}: "
+                    f"write given({conditioning.attribute}=...); its classes: {', '.join(conditioning.classes)}"
+                )
+            return ConditionedEnergy(self, conditioning.index(value), shown=f"{attribute}={value!r}")
+        if cond is None:
+            raise EbmkitError("given needs a condition: a class name, a class index, or a condition tensor")
+        if isinstance(cond, str):
+            return ConditionedEnergy(self, self._conditioning(f"given({cond!r})").index(cond), shown=repr(cond))
         return ConditionedEnergy(self, cond)
+
+    def _conditioning(self, call: str) -> Conditioning:
+        if self.conditioning is None:
+            raise EbmkitError(
+                f"{_wrap(self.expression, self)}.{call}: this energy does not know the names of its classes. Energies "
+                "loaded with ebmkit.load from a model trained on labelled data do (condition each model of a composition "
+                "apart: a.given('red') + b.given('circle')); otherwise give a label index, e.g. given(0)"
+            )
+        return self.conditioning
 
 
 def _is_scalar(value: object) -> bool:
@@ -228,9 +266,10 @@ def disjunction(*energies: Energy, temperature: float = 1.0) -> Energy:
 class ConditionedEnergy(Energy):
     """E(x) = E_inner(x, c) with the condition c fixed."""
 
-    def __init__(self, inner: Energy, cond: Tensor | int | Sequence[float]):
+    def __init__(self, inner: Energy, cond: Tensor | int | Sequence[float], *, shown: str | None = None):
         super().__init__()
         self.inner = inner
+        self.shown = shown  # how the condition was given by name ("'red'", "color='red'"), for the expression
         tensor = torch.as_tensor(cond)
         if tensor.is_floating_point() is False and tensor.dim() > 1:
             raise EbmkitError(f"a class condition must be an int or a 1-D tensor of ints, got shape {tuple(tensor.shape)}")
@@ -251,7 +290,7 @@ class ConditionedEnergy(Energy):
 
     @property
     def expression(self) -> str:
-        value = self.cond.tolist()
+        value = self.shown if self.shown is not None else self.cond.tolist()
         return f"{_wrap(self.inner.expression, self.inner)}.given({value})"
 
     def __repr__(self) -> str:

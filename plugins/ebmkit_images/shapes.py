@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from ebmkit import EbmkitError
+from ebmkit.errors import did_you_mean
+from ebmkit.protocols import Conditioning
 
 SHAPES = ("circle", "square", "triangle")
 COLORS = ((0.9, 0.15, 0.15), (0.15, 0.8, 0.2), (0.2, 0.35, 0.95), (0.95, 0.85, 0.1), (0.85, 0.2, 0.85), (0.1, 0.85, 0.9))
@@ -47,10 +49,40 @@ def render(attributes: torch.Tensor, image_size: int, generator: torch.Generator
     return F.avg_pool2d(image, 2).clamp(0, 1)
 
 
+def _combinations(instance, attribute, value) -> None:
+    """Each entry is a table of attribute = value, e.g. {color = "red", shape = "circle"}."""
+    for i, combination in enumerate(value):
+        if not isinstance(combination, dict) or not combination:
+            raise ValueError(f"{attribute.name}[{i}] must be a table of attribute = value, e.g. {{color = \"red\", shape = \"circle\"}}")
+        for key, name in combination.items():
+            if key not in ATTRIBUTES:
+                hint = did_you_mean(key, ATTRIBUTES)
+                raise ValueError(f"{attribute.name}[{i}]: shapes has no attribute {key!r}" + (f" - did you mean {hint!r}?" if hint else "")
+                                 + f"; attributes: {', '.join(ATTRIBUTES)}")
+            if name not in ATTRIBUTES[key]:
+                hint = did_you_mean(str(name), ATTRIBUTES[key])
+                raise ValueError(f"{attribute.name}[{i}]: {key} has no value {name!r}" + (f" - did you mean {hint!r}?" if hint else "")
+                                 + f"; values: {', '.join(ATTRIBUTES[key])}")
+
+
+def matches(attributes: torch.Tensor, combinations: list[dict[str, str]]) -> torch.Tensor:
+    """Which rows of (N, 4) attribute indices carry any of the combinations (all of its values)."""
+    hit = torch.zeros(len(attributes), dtype=torch.bool)
+    for combination in combinations:
+        rows = torch.ones(len(attributes), dtype=torch.bool)
+        for key, name in combination.items():
+            rows &= attributes[:, list(ATTRIBUTES).index(key)] == ATTRIBUTES[key].index(name)
+        hit |= rows
+    return hit
+
+
 @attrs.define(kw_only=True)
 class Shapes(torch.utils.data.Dataset):
     """Procedural coloured shapes (circle, square, triangle) with shape/colour/size/position labels; no download.
 
+    ``label`` picks the attribute given as the class label (a conditional model per attribute).
+    ``exclude`` leaves combinations out, e.g. ``[{color = "red", shape = "circle"}]`` (no red
+    circles; ``[{color = "magenta"}]``: no magenta shape at all); ``only`` keeps nothing else.
     ``binarize`` gives one-channel binary images (shape = 1, background = 0), e.g. for RBMs.
     """
 
@@ -58,6 +90,8 @@ class Shapes(torch.utils.data.Dataset):
     image_size: int = attrs.field(default=32, validator=attrs.validators.ge(8))
     seed: int = 0
     label: Literal["shape", "color", "size", "position"] | None = None
+    exclude: list[dict[str, str]] = attrs.field(factory=list, validator=_combinations)
+    only: list[dict[str, str]] = attrs.field(factory=list, validator=_combinations)
     dequantize: bool = True
     binarize: bool = False
     attributes: torch.Tensor = attrs.field(init=False, repr=False)
@@ -67,10 +101,28 @@ class Shapes(torch.utils.data.Dataset):
         if self.label is not None and self.label not in ATTRIBUTES:
             raise EbmkitError(f"shapes has no attribute {self.label!r}; choose one of {', '.join(ATTRIBUTES)}")
         generator = torch.Generator().manual_seed(self.seed)
-        counts = [len(values) for values in ATTRIBUTES.values()]
-        self.attributes = torch.stack([torch.randint(c, (self.size,), generator=generator) for c in counts], 1)
+        self.attributes = self._draw_attributes(generator)
         chunks = [render(a, self.image_size, generator) for a in self.attributes.split(2048)]
         self.images = (torch.cat(chunks) * 255).round().to(torch.uint8)  # stored as 8-bit, like real images
+
+    def _draw_attributes(self, generator: torch.Generator) -> torch.Tensor:
+        counts = [len(values) for values in ATTRIBUTES.values()]
+        kept: list[torch.Tensor] = []
+        total, rounds = 0, 0
+        while total < self.size:
+            drawn = torch.stack([torch.randint(c, (self.size,), generator=generator) for c in counts], 1)
+            keep = ~matches(drawn, self.exclude)
+            if self.only:
+                keep &= matches(drawn, self.only)
+            kept.append(drawn[keep])
+            total, rounds = total + int(keep.sum()), rounds + 1
+            if rounds == 50 and total == 0:
+                raise EbmkitError(f"shapes: no combination is left by only = {self.only} and exclude = {self.exclude}")
+        return torch.cat(kept)[: self.size]
+
+    @property
+    def conditioning(self) -> Conditioning | None:
+        return Conditioning(self.label, ATTRIBUTES[self.label]) if self.label else None
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
