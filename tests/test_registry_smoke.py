@@ -77,7 +77,7 @@ SMOKE = {
     ("evaluators", "denoise"): (IMAGES, {"num_samples": 4}),
 }
 #: Datasets that read files: tests/test_datasets.py runs them on files it writes.
-FILE_DATASETS = {"cifar10", "image_folder", "celebahq", "lsun_bedroom", "celeba_attributes"}
+FILE_DATASETS = {"cifar10", "cifar100", "svhn", "image_folder", "celebahq", "lsun_bedroom", "celeba_attributes", "celebahq_attributes"}
 #: Transitions have no table of their own: they go into the sampler.
 NESTED = {"transitions": ("sampler", "transitions")}
 

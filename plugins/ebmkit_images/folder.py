@@ -11,6 +11,7 @@ import torch
 
 from ebmkit import EbmkitError
 from ebmkit.errors import did_you_mean
+from ebmkit.protocols import Conditioning
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -38,6 +39,7 @@ class ImageFolder(torch.utils.data.Dataset):
 
     domain = (0.0, 1.0)
     num_classes = None
+    conditioning = None
 
     def __attrs_post_init__(self) -> None:
         root = Path(self.root)
@@ -106,12 +108,27 @@ def read_attributes(path: Path) -> tuple[list[str], dict[str, list[int]]]:
     return names, table
 
 
+def attribute_column(names: list[str], attribute: str) -> int:
+    """The column of ``attribute`` among CelebA's attribute names; a wrong name says the closest one."""
+    if attribute not in names:
+        suggestion = did_you_mean(attribute, names)
+        hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+        raise EbmkitError(f"CelebA has no attribute {attribute!r}{hint}\n attributes: {', '.join(names)}")
+    return names.index(attribute)
+
+
 @attrs.define(kw_only=True)
 class CelebAAttributes(ImageFolder):
+    """CelebA's aligned images (root/img_align_celeba/) labelled 0/1 by one attribute of root/list_attr_celeba.txt."""
+
     attribute: str = "Smiling"
     labels: torch.Tensor = attrs.field(init=False, repr=False)
 
     num_classes = 2
+
+    @property
+    def conditioning(self) -> Conditioning:
+        return Conditioning.flag(self.attribute)
 
     def __attrs_post_init__(self) -> None:
         root = Path(self.root)
@@ -122,11 +139,7 @@ class CelebAAttributes(ImageFolder):
                 f"img_align_celeba/ (both from the CelebA release: mmlab.ie.cuhk.edu.hk/projects/CelebA.html)"
             )
         names, table = read_attributes(attr_file)
-        if self.attribute not in names:
-            suggestion = did_you_mean(self.attribute, names)
-            hint = f" - did you mean {suggestion!r}?" if suggestion else ""
-            raise EbmkitError(f"CelebA has no attribute {self.attribute!r}{hint}\n attributes: {', '.join(names)}")
-        column = names.index(self.attribute)
+        column = attribute_column(names, self.attribute)
         images = root / "img_align_celeba"
         files = [images / name for name in sorted(table) if (images / name).exists()]
         if not files:
