@@ -6,6 +6,7 @@ Sign convention: p(x) ∝ exp(−E(x)); an energy returns one value per sample, 
 from ebmkit._hookimpl import hookimpl
 from ebmkit.checkpoint import load
 from ebmkit.energy import Energy, disjunction, energy_and_grad
+from ebmkit.expression import compose
 from ebmkit.errors import EbmkitError, RecipeError, UnknownComponentError
 from ebmkit.registry import create, list_components
 from ebmkit.registry import default_registries as registries
@@ -18,6 +19,7 @@ __all__ = [
     "EbmkitError",
     "RecipeError",
     "UnknownComponentError",
+    "compose",
     "create",
     "disjunction",
     "energy_and_grad",

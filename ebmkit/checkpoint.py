@@ -161,6 +161,7 @@ def _write(run: Run, temporary: Path, before_rename: Any) -> None:
     energy = {**run.recipe.one("energy").record(), "data_shape": list(dataset.sample_shape), "num_classes": dataset.num_classes}
     conditioning = getattr(dataset, "conditioning", None) if dataset.num_classes else None
     energy["conditioning"] = conditioning.to_record() if conditioning is not None else None
+    energy["domain"] = list(dataset.domain) if dataset.domain is not None else None
     meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy, "recipe": run.recipe.resolved()}
     (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
     if before_rename is not None:

@@ -339,3 +339,14 @@ def scale_energies(energy: nn.Module, x: Tensor, cond: Tensor | None = None) -> 
     if is_multiscale(energy):
         return energy(x, cond, per_scale=True)
     return energy(x, cond)[:, None]
+
+
+def count_models(energy: nn.Module) -> int:
+    """How many models a composed energy adds up: each leaf of its sums, weights,
+    disjunctions and conditions counts once per use (``a + b - a`` has 3). 1 for any other energy."""
+    energy = unwrap(energy)
+    if isinstance(energy, SumEnergy | DisjunctionEnergy):
+        return sum(count_models(term) for term in energy.terms)
+    if isinstance(energy, ScaledEnergy | ConditionedEnergy):
+        return count_models(energy.inner)
+    return 1

@@ -256,6 +256,14 @@ def model_names(tree: Any) -> list[str]:
 
 
 # -- building energies ----------------------------------------------------------------------
+def compose(text: str, models: Mapping[str, Energy] | None = None, **by_name: Energy) -> Energy:
+    """The energy an expression describes: ``ebmkit.compose("smile + male", smile=E1, male=E2)``.
+
+    The same grammar as ``ebmkit compose``; the text is parsed, never evaluated as Python.
+    """
+    return build(text, {**(models or {}), **by_name})
+
+
 def build(text: str, models: Mapping[str, Energy]) -> Energy:
     """The energy an expression describes, from the models it names."""
     tree = parse(text)

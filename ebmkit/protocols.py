@@ -259,6 +259,11 @@ class EvalContext:
 
     :ivar energy: the EMA weights when the recipe keeps an EMA, else the trained energy.
     :ivar noise: ``noise(n)`` draws fresh chain starts from the data's domain.
+    :ivar samples: samples already drawn (``ebmkit compose`` draws them once for every
+        evaluator); an evaluator that scores samples scores these instead of drawing its own.
+    :ivar requirement: what each of ``samples`` should carry, read from a composition's
+        expression (:func:`ebmkit.expression.requirement`), e.g. ``color=red and shape=circle``;
+        it has ``holds(labels)`` with ``labels`` mapping attribute -> class name per sample.
     """
 
     energy: Energy
@@ -269,6 +274,8 @@ class EvalContext:
     step: int
     device: torch.device
     buffer: Buffer | None = None
+    samples: Tensor | None = None
+    requirement: Any = None
 
 
 @runtime_checkable

@@ -75,6 +75,13 @@ SMOKE = {
     ("evaluators", "sample_grid"): (IMAGES, {"num_samples": 4, "nrow": 2}),
     ("evaluators", "curves"): (TWO_D, {}),
     ("evaluators", "denoise"): (IMAGES, {"num_samples": 4}),
+    ("evaluators", "attribute_classifier"): ({**IMAGES, "data": {**IMAGES["data"], "label": "color"}}, {"num_samples": 6, "train_steps": 2}),
+    ("evaluators", "ood"): (IMAGES, {"test_set": {"name": "shapes", "size": 8, "image_size": 16, "seed": 1}, "num_samples": 8,
+                                     "ood_sets": [{"name": "uniform_noise", "size": 8, "image_size": 16}], "plot": False}),
+    ("samplers", "rounds"): (IMAGES, {"transition": {"name": "langevin", "step_size": 1.0, "noise_std": 0.01, "clamp": [0.0, 1.0]},
+                                      "augment": {"name": "augment"}, "rounds": 1, "steps_per_round": 1, "final_steps": 1}),
+    ("datasets", "uniform_noise"): (IMAGES, {"size": 16, "image_size": 16}),
+    ("datasets", "constant_images"): (IMAGES, {"size": 16, "image_size": 16}),
 }
 #: Datasets that read files: tests/test_datasets.py runs them on files it writes.
 FILE_DATASETS = {"cifar10", "cifar100", "svhn", "image_folder", "celebahq", "lsun_bedroom", "celeba_attributes", "celebahq_attributes"}

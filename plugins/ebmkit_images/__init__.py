@@ -1,4 +1,6 @@
-"""Image datasets: the procedural shapes dataset (shipped), CIFAR-10, image folders, CelebA attributes."""
+"""Image datasets (the procedural shapes dataset, shipped; CIFAR-10/100, SVHN, image folders, CelebA and
+CelebA-HQ attributes; noise and constant images) and image evaluators (sample grids, curves, attribute
+classifier, OOD detection)."""
 
 from ebmkit import hookimpl
 
@@ -11,6 +13,7 @@ def ebmkit_register_datasets(register):
     from ebmkit_images.folder import CELEBAHQ, LSUN_BEDROOM, ImageFolder, celeba_attributes
     from ebmkit_images.shapes import Shapes
     from ebmkit_images.svhn import Svhn
+    from ebmkit_images.synthetic_ood import ConstantImages, UniformNoise
 
     register("shapes", Shapes)
     register("cifar10", Cifar10)
@@ -21,12 +24,18 @@ def ebmkit_register_datasets(register):
     register("lsun_bedroom", LSUN_BEDROOM, params=LSUN_BEDROOM.params, summary="LSUN bedroom: a folder of images (128 px by default)")
     register("celeba_attributes", celeba_attributes, params=celeba_attributes.params)
     register("celebahq_attributes", celebahq_attributes, params=celebahq_attributes.params)
+    register("uniform_noise", UniformNoise)
+    register("constant_images", ConstantImages)
 
 
 @hookimpl
 def ebmkit_register_evaluators(register):
+    from ebmkit_images.attribute_classifier import AttributeClassifier
     from ebmkit_images.curves import TrainingCurves
+    from ebmkit_images.ood import OODDetection
     from ebmkit_images.sample_grid import SampleGrid
 
     register("sample_grid", SampleGrid)
     register("curves", TrainingCurves)
+    register("attribute_classifier", AttributeClassifier)
+    register("ood", OODDetection, summary="AUROC of the energy between a test set and out-of-distribution sets, with score histograms")

@@ -20,9 +20,11 @@ def ebmkit_register_transitions(register):
 def ebmkit_register_samplers(register):
     from ebmkit_mcmc.annealed import AnnealedLangevin
     from ebmkit_mcmc.chain import Chain
+    from ebmkit_mcmc.rounds import AugmentedRounds
 
     register("chain", Chain, provides=("transition_chain",))
     register("annealed_langevin", AnnealedLangevin)
+    register("rounds", AugmentedRounds, summary="rounds of MCMC steps with an augmentation after each, then steps without; step size / number of models (the reference's composition sampler)")
 
 
 @hookimpl

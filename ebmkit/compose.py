@@ -1,0 +1,223 @@
+"""``ebmkit compose``: sample a composition of trained energies, from the command line or a TOML file.
+
+A compose file has a ``[compose]`` table (the expression, the models by name, how many
+samples), an optional ``[sampler]`` and optional ``[[evaluators]]``::
+
+    [compose]
+    expression = "smile + male"
+    models = { smile = "runs/smiling", male = "runs/male" }
+
+Without ``[sampler]``, the composition is sampled with the ``rounds`` sampler around the
+first model's own training transition (Langevin, say) and its buffer augmentation, if any.
+The expression is read by :mod:`ebmkit.expression`; nothing of the file or the command line
+is ever evaluated as Python.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from ebmkit import expression as expression_
+from ebmkit.errors import EbmkitError, RecipeError, RecipeProblem, did_you_mean
+from ebmkit.kinds import kind_named
+from ebmkit.registry import Registries, default_registries
+
+TABLES = ("compose", "sampler", "evaluators")
+
+
+@attrs.frozen(kw_only=True)
+class ComposeSettings:
+    """``[compose]``: what to compose and how many samples to draw."""
+
+    expression: str
+    #: model name -> run folder or checkpoint folder
+    models: dict[str, str]
+    num_samples: int = attrs.field(default=64, validator=attrs.validators.gt(0))
+    #: chains sampled at once (the rest waits its turn)
+    batch_size: int = attrs.field(default=64, validator=attrs.validators.gt(0))
+    nrow: int = attrs.field(default=8, validator=attrs.validators.gt(0))
+    seed: int = 0
+    device: str = "cpu"
+    #: the models' EMA weights (as the reference composes), else the raw ones
+    ema: bool = True
+
+
+@attrs.frozen
+class ComposePlan:
+    """A checked compose file: nothing is loaded yet."""
+
+    source: str
+    settings: ComposeSettings
+    data: dict[str, Any]
+
+
+def plan(
+    path: str | Path | None, expression: str | None = None, models: Sequence[str] = (), overrides: Sequence[str] = ()
+) -> ComposePlan:
+    """Read a compose file (optional), apply the command line, and check everything that
+    needs no model: the tables, the settings and the expression's grammar."""
+    from ebmkit.recipe import _check_settings, apply_overrides
+
+    source = str(path) if path is not None else "ebmkit compose"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise EbmkitError(f"compose file not found: {path}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise RecipeError(source, [RecipeProblem("", f"not valid TOML: {exc}")]) from None
+    table = data.setdefault("compose", {})
+    problems: list[RecipeProblem] = []
+    if not isinstance(table, dict):
+        raise RecipeError(source, [RecipeProblem("compose", f"expected a table, got {table!r}")])
+    if expression is not None:
+        table["expression"] = expression
+    given = table.setdefault("models", {})
+    for item in models:
+        name, sep, folder = item.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            problems.append(RecipeProblem("--model", f"expected NAME=RUN_DIR, got {item!r}"))
+        elif isinstance(given, dict):
+            given[name.strip()] = folder.strip()
+    problems += apply_overrides(data, overrides)
+    for key in data:
+        if key not in TABLES:
+            hint = did_you_mean(key, TABLES)
+            problems.append(RecipeProblem(f"[{key}]", f"unknown table [{key}]" + (f" - did you mean [{hint}]?" if hint else "") + f"; tables: {', '.join(TABLES)}"))
+    if "expression" not in table:
+        problems.append(RecipeProblem("compose.expression", "missing: give the expression, e.g. ebmkit compose \"smile + male\" --model smile=RUN_DIR ..."))
+    settings, found = _check_settings(ComposeSettings, table, "compose") if "expression" in table else (None, [])
+    problems += found
+    if problems:
+        raise RecipeError(source, problems)
+    tree = expression_.parse(settings.expression)  # the grammar, before anything is loaded
+    for name in expression_.model_names(tree):
+        if name not in settings.models:
+            suggestion = did_you_mean(name, settings.models)
+            hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+            known = ", ".join(settings.models) or "none"
+            raise expression_.ExpressionError(
+                f"the expression names a model {name!r} that was not given{hint} (models given: {known}); add --model {name}=RUN_DIR"
+            )
+    return ComposePlan(source, settings, data)
+
+
+def default_sampler(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``rounds`` sampler around a model's own training transition and buffer augmentation."""
+    transitions = (recipe.get("sampler") or {}).get("transitions") or []
+    steps = [t for t in transitions if isinstance(t, dict) and "step_size" in t]
+    if not steps:
+        raise EbmkitError(
+            "the first model's recipe has no transition with a step size to compose with; give a [sampler] in a compose file"
+        )
+    table: dict[str, Any] = {"name": "rounds", "transition": {k: v for k, v in steps[0].items() if k != "every"}}
+    on_draw = (recipe.get("buffer") or {}).get("on_draw")
+    if isinstance(on_draw, dict) and on_draw.get("name") == "augment":
+        table["augment"] = dict(on_draw)
+    return table
+
+
+def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, registries: Registries | None = None) -> dict[str, Any]:
+    """Load the models, build the composed energy, draw the samples and write them to ``out_dir``:
+    ``samples.png`` (a grid), ``samples.safetensors``, ``compose.json``, and what evaluators write."""
+    import safetensors.torch
+    from torchvision.utils import save_image
+
+    from ebmkit.checkpoint import find_checkpoint, load, read_meta
+    from ebmkit.data import chain_starts
+    from ebmkit.protocols import EvalContext
+    from ebmkit.run import usable_device
+
+    registries = registries or default_registries()
+    settings = plan_.settings
+    out = Path(out_dir)
+    if (out / "compose.json").exists():
+        raise EbmkitError(f"{out} already holds a composition (compose.json); choose another --out")
+    device = usable_device(settings)  # type: ignore[arg-type]
+    tree = expression_.parse(settings.expression)
+    names = expression_.model_names(tree)
+    folders = {name: find_checkpoint(settings.models[name]) for name in names}
+    models = {name: load(folders[name], ema=settings.ema, device=device, registries=registries) for name in names}
+    energy = expression_.build(settings.expression, models)
+    requirement = expression_.requirement(settings.expression, models)
+    first = read_meta(folders[names[0]])
+    shape = tuple(first["energy"]["data_shape"])
+    for name in names[1:]:
+        other = tuple(read_meta(folders[name])["energy"]["data_shape"])
+        if other != shape:
+            raise EbmkitError(f"{name} models data of shape {other}, {names[0]} of shape {shape}: composed models must share the data's shape")
+
+    sampler_table = plan_.data.get("sampler") or default_sampler(first.get("recipe", {}))
+    sampler_spec, problems = registries.check_table(kind_named("samplers"), sampler_table, "sampler")
+    evaluator_specs = []
+    raw_evaluators = plan_.data.get("evaluators", [])
+    if not isinstance(raw_evaluators, list):
+        problems.append(RecipeProblem("evaluators", "expected an array of tables [[evaluators]]"))
+        raw_evaluators = []
+    for i, table in enumerate(raw_evaluators):
+        spec, found = registries.check_table(kind_named("evaluators"), table, f"evaluators[{i}]")
+        problems += found
+        evaluator_specs.append(spec)
+    if problems:
+        raise RecipeError(plan_.source, problems)
+
+    dataset = _dataset(first.get("recipe", {}), registries) if evaluator_specs or "domain" not in first["energy"] else None
+    domain = first["energy"].get("domain") if "domain" in first["energy"] else dataset.domain
+    noise = chain_starts(shape, tuple(domain) if domain is not None else None, device)
+    context = {"data_shape": shape, "num_classes": None, "noise": noise}
+    sampler = sampler_spec.build(**context)
+    evaluators = [(spec.entry.name, spec.build(**context)) for spec in evaluator_specs]
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    chunks = []
+    status = console.status(f"sampling {settings.num_samples} chains of {energy}") if console is not None else _Quiet()
+    with status:
+        for start in range(0, settings.num_samples, settings.batch_size):
+            n = min(settings.batch_size, settings.num_samples - start)
+            chunks.append(sampler.sample(energy, noise(n)).x.detach())
+    samples = torch.cat(chunks)
+    save_image(samples.clamp(0, 1).cpu(), out / "samples.png", nrow=settings.nrow)
+    safetensors.torch.save_file({"samples": samples.cpu().contiguous()}, str(out / "samples.safetensors"))
+
+    metrics: dict[str, float] = {}
+    ctx = EvalContext(energy, dataset, sampler, noise, out, 0, device, None, samples=samples, requirement=requirement)
+    for name, evaluator in evaluators:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            found = evaluator.evaluate(ctx) or {}
+        metrics.update({f"{name}/{k}": v for k, v in found.items()})
+    record = {
+        "expression": settings.expression,
+        "energy": str(energy),
+        "requirement": str(requirement) if requirement is not None else None,
+        "models": {name: {"checkpoint": str(folders[name]), "step": read_meta(folders[name]).get("step")} for name in names},
+        "settings": attrs.asdict(settings),
+        "sampler": sampler_spec.record(),
+        "metrics": metrics,
+    }
+    (out / "compose.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _dataset(recipe: Mapping[str, Any], registries: Registries) -> Any:
+    table = recipe.get("data")
+    spec, problems = registries.check_table(kind_named("datasets"), table, "data")
+    if problems:
+        raise RecipeError("the first model's recipe", problems)
+    return spec.build()
+
+
+class _Quiet:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
