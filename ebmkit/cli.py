@@ -134,7 +134,7 @@ def compose(expression: str | None, models: tuple[str, ...], compose_file: str |
     """
     from datetime import datetime
 
-    from ebmkit import compose as compose_
+    from ebmkit import composition as compose_
 
     checked = compose_.plan(compose_file, expression, models, overrides)
     folder = Path(out_dir) if out_dir else Path("compositions") / f"{_slug(checked.settings.expression)}-{datetime.now():%Y%m%d-%H%M%S}"

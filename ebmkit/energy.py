@@ -146,7 +146,7 @@ class Energy(nn.Module):
             return ConditionedEnergy(self, conditioning.index(value), shown=f"{attribute}={value!r}")
         if cond is None:
             raise EbmkitError("given needs a condition: a class name, a class index, or a condition tensor")
-        if isinstance(cond, str):
+        if isinstance(cond, str | bool):  # a bool is a yes/no attribute's class, never an index
             return ConditionedEnergy(self, self._conditioning(f"given({cond!r})").index(cond), shown=repr(cond))
         return ConditionedEnergy(self, cond)
 

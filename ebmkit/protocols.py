@@ -276,6 +276,13 @@ class EvalContext:
     buffer: Buffer | None = None
     samples: Tensor | None = None
     requirement: Any = None
+    cache_dir: Path | None = None
+
+    @property
+    def cache(self) -> Path:
+        """Where an evaluator keeps what it can reuse (a trained classifier): the run folder's
+        ``cache/``, or for ``ebmkit compose`` the first model's."""
+        return self.cache_dir if self.cache_dir is not None else Path(self.out_dir) / "cache"
 
 
 @runtime_checkable

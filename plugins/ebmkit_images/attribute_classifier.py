@@ -96,7 +96,7 @@ def chance(requirement) -> float:
 @attrs.frozen
 class AttributeClassifier:
     """The fraction of samples that carry the attributes asked for, as a classifier trained on the
-    shapes dataset's labels sees them (cached in the run folder, ``cache/``).
+    shapes dataset's labels sees them (trained once, cached in the run folder's ``cache/``).
 
     In a training run of a conditional shapes model, it samples ``num_samples`` chains spread
     over the classes and scores whether each carries its class. Under ``ebmkit compose`` it
@@ -110,7 +110,7 @@ class AttributeClassifier:
     def labels(self, ctx: EvalContext, x: torch.Tensor) -> tuple[dict[str, list[str]], dict[str, float]]:
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
             raise EbmkitError(f"the shapes attribute classifier reads RGB square images, got samples of shape {tuple(x.shape[1:])}")
-        model, accuracy = cached_classifier(Path(ctx.out_dir) / "cache", x.shape[-1], self.train_steps)
+        model, accuracy = cached_classifier(ctx.cache, x.shape[-1], self.train_steps)
         with torch.no_grad():
             logits = model(x.detach().float().cpu().clamp(0, 1))
         labels = {name: [ATTRIBUTES[name][i] for i in logits[name].argmax(1).tolist()] for name in ATTRIBUTES}

@@ -189,7 +189,9 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     safetensors.torch.save_file({"samples": samples.cpu().contiguous()}, str(out / "samples.safetensors"))
 
     metrics: dict[str, float] = {}
-    ctx = EvalContext(energy, dataset, sampler, noise, out, 0, device, None, samples=samples, requirement=requirement)
+    first_run = folders[names[0]].parent.parent if folders[names[0]].parent.name == "checkpoints" else folders[names[0]]
+    ctx = EvalContext(energy, dataset, sampler, noise, out, 0, device, None, samples=samples, requirement=requirement,
+                      cache_dir=first_run / "cache")
     for name, evaluator in evaluators:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             found = evaluator.evaluate(ctx) or {}
