@@ -7,8 +7,8 @@ samples), an optional ``[sampler]`` and optional ``[[evaluators]]``::
     expression = "smile + male"
     models = { smile = "runs/smiling", male = "runs/male" }
 
-Without ``[sampler]``, the composition is sampled with the ``rounds`` sampler around the
-first model's own training transition (Langevin, say) and its buffer augmentation, if any.
+Without ``[sampler]``, the composition is sampled with 100 steps of the first model's own
+training transition (Langevin, say), its step size divided by the number of models.
 The expression is read by :mod:`ebmkit.expression`; nothing of the file or the command line
 is ever evaluated as Python.
 """
@@ -47,6 +47,9 @@ class ComposeSettings:
     device: str = "cpu"
     #: the models' EMA weights (as the reference composes), else the raw ones
     ema: bool = True
+    #: what evaluators score the samples against (default: the expression itself), e.g. the
+    #: samples of "color.given(red)" alone scored against "color.given(red) + shape.given(circle)"
+    score: str | None = None
 
 
 @attrs.frozen
@@ -98,8 +101,10 @@ def plan(
     problems += found
     if problems:
         raise RecipeError(source, problems)
-    tree = expression_.parse(settings.expression)  # the grammar, before anything is loaded
-    for name in expression_.model_names(tree):
+    names = expression_.model_names(expression_.parse(settings.expression))  # the grammar, before anything is loaded
+    if settings.score is not None:
+        names += [n for n in expression_.model_names(expression_.parse(settings.score)) if n not in names]
+    for name in names:
         if name not in settings.models:
             suggestion = did_you_mean(name, settings.models)
             hint = f" - did you mean {suggestion!r}?" if suggestion else ""
@@ -111,18 +116,16 @@ def plan(
 
 
 def default_sampler(recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``rounds`` sampler around a model's own training transition and buffer augmentation."""
+    """100 steps of a model's own training transition (no augmentation: a flip or a colour jitter
+    can change the very attributes being composed; a compose file adds it, as the paper's does)."""
     transitions = (recipe.get("sampler") or {}).get("transitions") or []
     steps = [t for t in transitions if isinstance(t, dict) and "step_size" in t]
     if not steps:
         raise EbmkitError(
             "the first model's recipe has no transition with a step size to compose with; give a [sampler] in a compose file"
         )
-    table: dict[str, Any] = {"name": "rounds", "transition": {k: v for k, v in steps[0].items() if k != "every"}}
-    on_draw = (recipe.get("buffer") or {}).get("on_draw")
-    if isinstance(on_draw, dict) and on_draw.get("name") == "augment":
-        table["augment"] = dict(on_draw)
-    return table
+    transition = {k: v for k, v in steps[0].items() if k != "every"}
+    return {"name": "rounds", "transition": transition, "rounds": 0, "final_steps": 100}
 
 
 def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, registries: Registries | None = None) -> dict[str, Any]:
@@ -142,12 +145,13 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     if (out / "compose.json").exists():
         raise EbmkitError(f"{out} already holds a composition (compose.json); choose another --out")
     device = usable_device(settings)  # type: ignore[arg-type]
-    tree = expression_.parse(settings.expression)
-    names = expression_.model_names(tree)
+    names = expression_.model_names(expression_.parse(settings.expression))
+    if settings.score is not None:
+        names += [n for n in expression_.model_names(expression_.parse(settings.score)) if n not in names]
     folders = {name: find_checkpoint(settings.models[name]) for name in names}
     models = {name: load(folders[name], ema=settings.ema, device=device, registries=registries) for name in names}
     energy = expression_.build(settings.expression, models)
-    requirement = expression_.requirement(settings.expression, models)
+    requirement = expression_.requirement(settings.score or settings.expression, models)
     first = read_meta(folders[names[0]])
     shape = tuple(first["energy"]["data_shape"])
     for name in names[1:]:
