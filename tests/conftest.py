@@ -15,6 +15,17 @@ from ebmkit.registry import Registries, default_registries, reset_default_regist
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
 
+
+def is_compose_file(path: Path) -> bool:
+    """recipes/ also holds compose files (``ebmkit compose --recipe``): a [compose] table, no training."""
+    import tomllib
+
+    return "compose" in tomllib.loads(path.read_text())
+
+
+TRAINING_RECIPES = sorted(p for p in RECIPES.glob("*.toml") if not is_compose_file(p))
+COMPOSE_FILES = sorted(p for p in RECIPES.glob("*.toml") if is_compose_file(p))
+
 # Tests see ebmkit's own plugins only, whatever else is installed; a test that installs a
 # third-party plugin turns autoload on for itself (install_plugin, plugin_env).
 os.environ[AUTOLOAD_ENV] = "1"

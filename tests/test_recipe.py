@@ -8,9 +8,9 @@ import pytest
 
 from ebmkit.errors import RecipeError
 from ebmkit.recipe import load, parse_override
-from tests.conftest import RECIPES
+from tests.conftest import COMPOSE_FILES, RECIPES, TRAINING_RECIPES
 
-SHIPPED = sorted(RECIPES.glob("*.toml"))
+SHIPPED = TRAINING_RECIPES
 
 
 def write(tmp_path, text: str):
@@ -30,6 +30,17 @@ def test_every_shipped_recipe_validates_and_starts_with_its_command(path, regist
     load(path, registries=registries)
     first = path.read_text().splitlines()[0]
     assert first == f"# ebmkit run recipes/{path.name}"
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_every_shipped_compose_file_checks_and_starts_with_its_command(path, registries):
+    from ebmkit import composition
+    from ebmkit.kinds import kind_named
+
+    plan = composition.plan(path)
+    if "sampler" in plan.data:
+        assert registries.check_table(kind_named("samplers"), plan.data["sampler"], "sampler")[1] == []
+    assert path.read_text().splitlines()[0] == f"# ebmkit compose --recipe recipes/{path.name}"
 
 
 def test_misspelled_component_names_its_table_suggests_and_lists(tmp_path, registries):

@@ -12,7 +12,7 @@ from ebmkit.protocols import needs_of
 from ebmkit.recipe import load
 from ebmkit.loop import train
 from ebmkit_toy.densities import DENSITIES
-from tests.conftest import RECIPES
+from tests.conftest import TRAINING_RECIPES
 
 
 def data_name(path) -> str:
@@ -20,10 +20,10 @@ def data_name(path) -> str:
 
 
 # The quickstart and the Gaussian recipes are trained in test_training.py and test_gaussian.py.
-TWO_D_RECIPES = sorted(p for p in RECIPES.glob("*.toml") if data_name(p) in DENSITIES and p.name != "quickstart.toml")
-RBM_RECIPES = sorted(RECIPES.glob("rbm_*.toml"))
+TWO_D_RECIPES = sorted(p for p in TRAINING_RECIPES if data_name(p) in DENSITIES and p.name != "quickstart.toml")
+RBM_RECIPES = sorted(p for p in TRAINING_RECIPES if p.name.startswith("rbm_"))
 IMAGE_RECIPES = sorted(
-    p for p in RECIPES.glob("*.toml")
+    p for p in TRAINING_RECIPES
     if p not in TWO_D_RECIPES and p not in RBM_RECIPES and p.name != "quickstart.toml" and not p.name.startswith("gaussian_")
 )
 
@@ -31,7 +31,7 @@ IMAGE_RECIPES = sorted(
 def smoke_overrides(path) -> list[str]:
     text = path.read_text()
     side = 64 if "resnet_ebm_128" in text else 32  # the 128 px layout downsamples five times
-    label = ', label = "color"' if "celeba_attributes" in text else ""
+    label = ', label = "color"' if "_attributes" in text or "attribute_classifier" in text else ""
     overrides = [
         "run.device=cpu",
         f'data={{name = "shapes", size = 64, image_size = {side}{label}}}',
@@ -43,6 +43,11 @@ def smoke_overrides(path) -> list[str]:
     for index, spec in enumerate(recipe.many("evaluators")):
         if spec.entry.name in ("sample_grid", "denoise"):
             overrides += [f"evaluators.{index}.num_samples=4", f"evaluators.{index}.nrow=2"]
+        if spec.entry.name == "attribute_classifier":
+            overrides += [f"evaluators.{index}.num_samples=6", f"evaluators.{index}.train_steps=2"]
+        if spec.entry.name == "ood":
+            overrides += [f"evaluators.{index}.num_samples=8", f'evaluators.{index}.test_set={{name = "shapes", size = 8, image_size = {side}, seed = 1}}',
+                          f'evaluators.{index}.ood_sets=[{{name = "uniform_noise", size = 8, image_size = {side}}}]']
     for index, spec in enumerate(recipe.many("losses")):
         if spec.entry.name == "nn_entropy":
             overrides += [f"losses.{index}.min_buffer=0", f"losses.{index}.num_reference=4"]
