@@ -145,7 +145,7 @@ CASES = [
          sets=["data={name='image_folder', root='images', image_size=32}", "train.batch_size=1"],
          data_files=[("images/broken.png", "not a PNG")]),
     case("data-attribute-list-malformed", "list_attr_celeba.txt is not CelebA's attribute list", "line 3",
-         recipe="improved_cd_celebahq_attribute.toml", sets=["data.root=celeba"],
+         recipe="improved_cd_celebahq_attribute.toml", sets=["data.name=celeba_attributes", "data.root=celeba"],
          data_files=[("celeba/list_attr_celeba.txt", "1\nSmiling Male\n000001.jpg 1\n")]),
     # -- an energy that cannot take the data
     case("energy-image-too-small", "energy", "cannot take a batch of shape (2, 3, 8, 8)", recipe="improved_cd_shapes.toml",
