@@ -349,8 +349,12 @@ def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cp
     weights = folder / ("ema.safetensors" if ema and (folder / "ema.safetensors").exists() else "energy.safetensors")
     load_weights(energy, weights)
     energy.conditioning = conditioning
-    run_folder = folder.parent.parent if folder.parent.name == "checkpoints" else folder
-    return energy.to(device).eval().named(run_folder.resolve().name)
+    return energy.to(device).eval().named(run_folder_of(folder).resolve().name)
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint folder ``RUN/checkpoints/step_N`` belongs to (itself when it is not in one)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
 
 
 def _params(params: dict) -> dict:

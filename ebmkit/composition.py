@@ -101,10 +101,7 @@ def plan(
     problems += found
     if problems:
         raise RecipeError(source, problems)
-    names = expression_.model_names(expression_.parse(settings.expression))  # the grammar, before anything is loaded
-    if settings.score is not None:
-        names += [n for n in expression_.model_names(expression_.parse(settings.score)) if n not in names]
-    for name in names:
+    for name in _model_names(settings):  # the grammar, before anything is loaded
         if name not in settings.models:
             suggestion = did_you_mean(name, settings.models)
             hint = f" - did you mean {suggestion!r}?" if suggestion else ""
@@ -113,6 +110,14 @@ def plan(
                 f"the expression names a model {name!r} that was not given{hint} (models given: {known}); add --model {name}=RUN_DIR"
             )
     return ComposePlan(source, settings, data)
+
+
+def _model_names(settings: ComposeSettings) -> list[str]:
+    """The models the expression and the score expression name, in order of first use."""
+    names = expression_.model_names(expression_.parse(settings.expression))
+    if settings.score is not None:
+        names += [n for n in expression_.model_names(expression_.parse(settings.score)) if n not in names]
+    return names
 
 
 def default_sampler(recipe: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,7 +139,7 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     import safetensors.torch
     from torchvision.utils import save_image
 
-    from ebmkit.checkpoint import find_checkpoint, load, read_meta
+    from ebmkit.checkpoint import find_checkpoint, load, read_meta, run_folder_of
     from ebmkit.data import chain_starts
     from ebmkit.protocols import EvalContext
     from ebmkit.run import usable_device
@@ -145,17 +150,16 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     if (out / "compose.json").exists():
         raise EbmkitError(f"{out} already holds a composition (compose.json); choose another --out")
     device = usable_device(settings)  # type: ignore[arg-type]
-    names = expression_.model_names(expression_.parse(settings.expression))
-    if settings.score is not None:
-        names += [n for n in expression_.model_names(expression_.parse(settings.score)) if n not in names]
+    names = _model_names(settings)
     folders = {name: find_checkpoint(settings.models[name]) for name in names}
+    metas = {name: read_meta(folder) for name, folder in folders.items()}
     models = {name: load(folders[name], ema=settings.ema, device=device, registries=registries) for name in names}
     energy = expression_.build(settings.expression, models)
     requirement = expression_.requirement(settings.score or settings.expression, models)
-    first = read_meta(folders[names[0]])
+    first = metas[names[0]]
     shape = tuple(first["energy"]["data_shape"])
     for name in names[1:]:
-        other = tuple(read_meta(folders[name])["energy"]["data_shape"])
+        other = tuple(metas[name]["energy"]["data_shape"])
         if other != shape:
             raise EbmkitError(f"{name} models data of shape {other}, {names[0]} of shape {shape}: composed models must share the data's shape")
 
@@ -193,9 +197,8 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     safetensors.torch.save_file({"samples": samples.cpu().contiguous()}, str(out / "samples.safetensors"))
 
     metrics: dict[str, float] = {}
-    first_run = folders[names[0]].parent.parent if folders[names[0]].parent.name == "checkpoints" else folders[names[0]]
     ctx = EvalContext(energy, dataset, sampler, noise, out, 0, device, None, samples=samples, requirement=requirement,
-                      cache_dir=first_run / "cache")
+                      cache_dir=run_folder_of(folders[names[0]]) / "cache")
     for name, evaluator in evaluators:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             found = evaluator.evaluate(ctx) or {}
@@ -204,7 +207,7 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
         "expression": settings.expression,
         "energy": str(energy),
         "requirement": str(requirement) if requirement is not None else None,
-        "models": {name: {"checkpoint": str(folders[name]), "step": read_meta(folders[name]).get("step")} for name in names},
+        "models": {name: {"checkpoint": str(folders[name]), "step": metas[name].get("step")} for name in names},
         "settings": attrs.asdict(settings),
         "sampler": sampler_spec.record(),
         "metrics": metrics,
