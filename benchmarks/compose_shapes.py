@@ -21,26 +21,37 @@ from pathlib import Path
 
 from ebmkit import composition
 
+RED_TOP_LEFT = "color.given(red) + position.given(top_left)"
+BLUE_BOTTOM_RIGHT = "color.given(blue) + position.given(bottom_right)"
+BLUE_NOT_TOP_RIGHT = "color.given(blue) - position.given(top_right)"
+GREEN_TOP_LEFT = "color.given(green) + position.given(top_left)"
+YELLOW_BOTTOM_RIGHT = "color.given(yellow) + position.given(bottom_right)"
+EITHER = f"({GREEN_TOP_LEFT}) | ({YELLOW_BOTTOM_RIGHT})"
+
 #: (samples drawn from, scored against)
 ROWS = [
     # a combination held out of both models' training data
-    ("color.given(red) + position.given(top_left)", "color.given(red) + position.given(top_left)"),
-    ("color.given(red)", "color.given(red) + position.given(top_left)"),
-    ("position.given(top_left)", "color.given(red) + position.given(top_left)"),
+    (RED_TOP_LEFT, RED_TOP_LEFT),
+    ("color.given(red)", RED_TOP_LEFT),
+    ("position.given(top_left)", RED_TOP_LEFT),
     # a combination both models saw
-    ("color.given(blue) + position.given(bottom_right)", "color.given(blue) + position.given(bottom_right)"),
-    ("color.given(blue)", "color.given(blue) + position.given(bottom_right)"),
-    ("position.given(bottom_right)", "color.given(blue) + position.given(bottom_right)"),
-    # negation: blue, but not in the top-right corner
-    ("color.given(blue) - position.given(top_right)", "color.given(blue) - position.given(top_right)"),
-    ("color.given(blue)", "color.given(blue) - position.given(top_right)"),
-    # disjunction: (green and top-left) or (yellow and bottom-right)
-    ("(color.given(green) + position.given(top_left)) | (color.given(yellow) + position.given(bottom_right))",
-     "(color.given(green) + position.given(top_left)) | (color.given(yellow) + position.given(bottom_right))"),
-    ("color.given(green) + position.given(top_left)",
-     "(color.given(green) + position.given(top_left)) | (color.given(yellow) + position.given(bottom_right))"),
-    ("color.given(yellow) + position.given(bottom_right)",
-     "(color.given(green) + position.given(top_left)) | (color.given(yellow) + position.given(bottom_right))"),
+    (BLUE_BOTTOM_RIGHT, BLUE_BOTTOM_RIGHT),
+    ("color.given(blue)", BLUE_BOTTOM_RIGHT),
+    ("position.given(bottom_right)", BLUE_BOTTOM_RIGHT),
+    # negation: blue, but not in the top-right corner; at full weight and at the small weight
+    # the reference gives a negated model
+    (BLUE_NOT_TOP_RIGHT, BLUE_NOT_TOP_RIGHT),
+    ("color.given(blue) - 0.1 * position.given(top_right)", BLUE_NOT_TOP_RIGHT),
+    ("color.given(blue)", BLUE_NOT_TOP_RIGHT),
+    # disjunction: (green and top-left) or (yellow and bottom-right). Either conjunction alone
+    # satisfies the "or"; the disjunction should also cover both branches.
+    (EITHER, EITHER),
+    (EITHER, GREEN_TOP_LEFT),
+    (EITHER, YELLOW_BOTTOM_RIGHT),
+    (GREEN_TOP_LEFT, EITHER),
+    (GREEN_TOP_LEFT, YELLOW_BOTTOM_RIGHT),
+    (YELLOW_BOTTOM_RIGHT, EITHER),
+    (YELLOW_BOTTOM_RIGHT, GREEN_TOP_LEFT),
 ]
 
 

@@ -133,6 +133,14 @@ def default_sampler(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": "rounds", "transition": transition, "rounds": 0, "final_steps": 100}
 
 
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        both_tables = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+        merged[key] = _merged(merged[key], value) if both_tables else value
+    return merged
+
+
 def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, registries: Registries | None = None) -> dict[str, Any]:
     """Load the models, build the composed energy, draw the samples and write them to ``out_dir``:
     ``samples.png`` (a grid), ``samples.safetensors``, ``compose.json``, and what evaluators write."""
@@ -163,7 +171,9 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
         if other != shape:
             raise EbmkitError(f"{name} models data of shape {other}, {names[0]} of shape {shape}: composed models must share the data's shape")
 
-    sampler_table = plan_.data.get("sampler") or default_sampler(first.get("recipe", {}))
+    sampler_table = plan_.data.get("sampler") or {}
+    if "name" not in sampler_table:  # `--set sampler.final_steps=20` adjusts the default sampler
+        sampler_table = _merged(default_sampler(first.get("recipe", {})), sampler_table)
     sampler_spec, problems = registries.check_table(kind_named("samplers"), sampler_table, "sampler")
     evaluator_specs = []
     raw_evaluators = plan_.data.get("evaluators", [])

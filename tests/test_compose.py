@@ -300,6 +300,19 @@ def test_compose_cli_writes_samples_and_scores_them(trained, run_cli, tmp_path):
     assert again.exit_code == 2 and "already holds a composition" in again.output
 
 
+def test_set_on_the_default_sampler_changes_it_and_keeps_the_rest(trained, run_cli, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("compose", "color.given(red)", "--model", f"color={trained['color']}", "--out", str(out),
+                     "--set", "compose.num_samples=2", "--set", "sampler.final_steps=3",
+                     "--set", "sampler.transition.noise_std=0.5")
+    assert result.exit_code == 0, result.output
+    sampler = json.loads((out / "compose.json").read_text())["sampler"]
+    assert sampler["name"] == "rounds" and sampler["params"]["final_steps"] == 3
+    # the model's own transition, with only the noise changed
+    transition = sampler["params"]["transition"]["params"]
+    assert transition["step_size"] == 1.0 and transition["noise_std"] == 0.5
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
