@@ -27,6 +27,7 @@ BLUE_NOT_TOP_RIGHT = "color.given(blue) - position.given(top_right)"
 GREEN_TOP_LEFT = "color.given(green) + position.given(top_left)"
 YELLOW_BOTTOM_RIGHT = "color.given(yellow) + position.given(bottom_right)"
 EITHER = f"({GREEN_TOP_LEFT}) | ({YELLOW_BOTTOM_RIGHT})"
+RED_OR_BLUE = f"({RED_TOP_LEFT}) | ({BLUE_BOTTOM_RIGHT})"
 
 #: (samples drawn from, scored against)
 ROWS = [
@@ -52,6 +53,10 @@ ROWS = [
     (GREEN_TOP_LEFT, YELLOW_BOTTOM_RIGHT),
     (YELLOW_BOTTOM_RIGHT, EITHER),
     (YELLOW_BOTTOM_RIGHT, GREEN_TOP_LEFT),
+    # the same with two branches that the conjunction rows above carry
+    (RED_OR_BLUE, RED_OR_BLUE),
+    (RED_OR_BLUE, RED_TOP_LEFT),
+    (RED_OR_BLUE, BLUE_BOTTOM_RIGHT),
 ]
 
 
@@ -74,7 +79,8 @@ def main() -> None:
         record = composition.compose(composition.ComposePlan(plan.source, plan.settings, data), out / f"row{i:02d}")
         metrics = record["metrics"]
         fraction, chance = metrics["attribute_classifier/carries_expression"], metrics["attribute_classifier/chance"]
-        lines.append(f"| `{expression}` | {record['requirement']} | {fraction:.2f} | {chance:.3f} |")
+        cells = (f"`{expression}`", record["requirement"])  # a "|" inside a cell would end it
+        lines.append("| {} | {} | {:.2f} | {:.3f} |".format(*(c.replace("|", "\\|") for c in cells), fraction, chance))
         print(lines[-1], flush=True)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print(json.dumps({"out": str(out)}))
