@@ -20,7 +20,7 @@ from ebmkit_dcd.recovery import DCDRecovery
 from ebmkit_mcmc.mala import MALA
 from ebmkit_toy.gaussian import QuadraticEnergy
 
-from conftest import RECIPES
+from tests.conftest import RECIPES
 
 
 def gaussian_model() -> QuadraticEnergy:
