@@ -114,7 +114,7 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
         console.print(f"resume with: [bold]{escape(exc.resume_command)}[/]", soft_wrap=True)  # the event said the rest
         sys.exit(exc.exit_code)
     if result.metrics:  # (empty when a resumed run had nothing left to do)
-        shown = {k: round(v, 4) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
+        shown = {k: _rounded(v) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
         console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")
 
 
@@ -141,8 +141,29 @@ def compose(expression: str | None, models: tuple[str, ...], compose_file: str |
     console.print(f"[bold]ebmkit compose[/] {escape(checked.settings.expression)} -> {folder}", soft_wrap=True)
     record = compose_.compose(checked, folder, console=console, registries=_registries())
     console.print(f"composed {escape(record['energy'])}; wants: {escape(str(record['requirement']))}", soft_wrap=True)
-    shown = {k: round(v, 4) for k, v in record["metrics"].items()}
+    shown = {k: _rounded(v) for k, v in record["metrics"].items()}
     console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}", soft_wrap=True)
+
+
+@cli.command("eval")
+@click.argument("path", metavar="RUN_DIR")
+@click.option("--evaluator", "names", multiple=True, metavar="NAME", help="An evaluator to run, e.g. fid or sample_grid (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="PARAM=VALUE", help="A parameter of the evaluator (NAME.PARAM=VALUE for one of several; repeatable).")
+@click.option("--raw", is_flag=True, help="Evaluate the raw weights rather than the EMA weights.")
+@click.option("--device", help="Run on this device (default: the run's).")
+def eval_(path: str, names: tuple[str, ...], overrides: tuple[str, ...], raw: bool, device: str | None) -> None:
+    """Run evaluators on a finished run (its latest checkpoint) or a checkpoint folder; figures
+    and metrics go to the run folder."""
+    from ebmkit.evaluate import evaluate
+
+    metrics = evaluate(path, names, overrides, ema=not raw, device=device, console=console, registries=_registries())
+    for key, value in metrics.items():
+        shown = escape(value) if isinstance(value, str) else f"{value:.6g}"
+        console.print(f"{escape(key)}: {shown}", soft_wrap=True)
+
+
+def _rounded(value: float | str) -> float | str:
+    return value if isinstance(value, str) else round(value, 4)
 
 
 def _slug(text: str) -> str:

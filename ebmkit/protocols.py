@@ -264,6 +264,9 @@ class EvalContext:
     :ivar requirement: what each of ``samples`` should carry, read from a composition's
         expression (:func:`ebmkit.expression.requirement`), e.g. ``color=red and shape=circle``;
         it has ``holds(labels)`` with ``labels`` mapping attribute -> class name per sample.
+
+    An evaluator returns numbers, and may return text too (a ``"protocol"`` line saying how the
+    numbers were made): text is written to ``metrics.jsonl`` and shown, never plotted.
     """
 
     energy: Energy
@@ -277,6 +280,8 @@ class EvalContext:
     samples: Tensor | None = None
     requirement: Any = None
     cache_dir: Path | None = None
+    #: whether ``energy`` holds EMA weights (None: not known); protocols state it
+    ema: bool | None = None
 
     @property
     def cache(self) -> Path:
@@ -289,7 +294,7 @@ class EvalContext:
 class Evaluator(Protocol):
     """Computes metrics and writes files (plots, sample grids) for a model."""
 
-    def evaluate(self, ctx: EvalContext) -> dict[str, float]: ...
+    def evaluate(self, ctx: EvalContext) -> dict[str, float | str]: ...
 
 
 @attrs.frozen

@@ -41,6 +41,9 @@ class RunSettings:
     #: ``SMALL_ENERGY_PARAMETERS`` parameters, where a thread barrier costs more than it saves,
     #: else torch's default. The run says what it chose.
     threads: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    #: Also log scalars, sample grids and plots to TensorBoard (``pip install ebmkit[tensorboard]``),
+    #: in the run folder's ``tensorboard/``.
+    tensorboard: bool = False
 
     @name.validator
     def _plain_name(self, attribute: attrs.Attribute, value: str) -> None:

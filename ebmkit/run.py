@@ -68,7 +68,7 @@ class Run:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """Log metrics: every logger (``ebmkit_log_metrics``) gets them."""
-        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics = {k: v if isinstance(v, str) else float(v) for k, v in metrics.items()}  # text: a protocol line
         self.latest.update(metrics)
         self.hook.ebmkit_log_metrics(run=self, step=step, metrics=metrics)
 
@@ -76,7 +76,8 @@ class Run:
         """What an evaluator gets: the EMA weights when the recipe keeps an EMA."""
         energy = self.state.ema.module if self.state.ema is not None else self.state.energy
         c = self.components
-        return EvalContext(energy, c.dataset, c.sampler, c.noise, self.out_dir, step, self.device, c.buffer)
+        return EvalContext(energy, c.dataset, c.sampler, c.noise, self.out_dir, step, self.device, c.buffer,
+                           ema=self.state.ema is not None)
 
     def record(self) -> dict[str, Any]:
         """What ``run.json`` holds: where the recipe came from, and every component's record."""
@@ -194,7 +195,7 @@ def _first_source(recipe: Recipe, out_dir: Path) -> str:
 #: and evaluates, and where. Anything else would change the model, the data or the updates.
 RESUMABLE = (
     "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.time_limit_s",
-    "train.eval_at_start", "train.on_divergence", "run.threads", "run.device", "run.name", "evaluators",
+    "train.eval_at_start", "train.on_divergence", "run.threads", "run.device", "run.name", "run.tensorboard", "evaluators",
 )
 
 

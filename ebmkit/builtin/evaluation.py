@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ebmkit import hookimpl
+from ebmkit.builtin import progress
 
 
 @hookimpl
@@ -19,6 +20,7 @@ def ebmkit_evaluate(run, step, when):
         ctx.energy.eval()
         # Evaluators draw from a forked random state, so adding one does not change the training run.
         devices = [run.device] if run.device.type == "cuda" else []
+        progress.show(run, f"evaluating {placed.name}")  # a long evaluation (a final grid, FID) is not silent
         try:
             with torch.random.fork_rng(devices=devices):
                 found = placed.component.evaluate(ctx)

@@ -22,6 +22,13 @@ def ebmkit_run_start(run):
     _bars[id(run)] = (progress, task)
 
 
+def show(run, text: str) -> None:
+    """Put ``text`` in the run's bar (what the loop is doing between updates, e.g. evaluating)."""
+    if id(run) in _bars:
+        progress, task = _bars[id(run)]
+        progress.update(task, stats=text)
+
+
 @hookimpl
 def ebmkit_step_end(run, step):
     if id(run) in _bars:
@@ -42,12 +49,18 @@ def ebmkit_log_metrics(run, step, metrics):
             run.console.print(f"step {step}/{run.recipe.train.steps}  {stats}")
         return
     groups: dict[str, list[str]] = {}
+    texts: list[str] = []
     for key, value in metrics.items():
         if "/" in key:
             name, metric = key.split("/", 1)
-            groups.setdefault(name, []).append(f"{metric} {value:.4g}")
+            if isinstance(value, str):  # a protocol line, shown whole under the numbers
+                texts.append(f"  {escape(name)} {escape(metric)}: {escape(value)}")
+            else:
+                groups.setdefault(name, []).append(f"{metric} {value:.4g}")
     for name, shown in groups.items():
         run.console.print(f"[bold]step {step}[/] {name}: {', '.join(shown)}")
+    for text in texts:
+        run.console.print(text, soft_wrap=True)
 
 
 @hookimpl

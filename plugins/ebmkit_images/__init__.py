@@ -32,10 +32,14 @@ def ebmkit_register_datasets(register):
 def ebmkit_register_evaluators(register):
     from ebmkit_images.attribute_classifier import AttributeClassifier
     from ebmkit_images.curves import TrainingCurves
+    from ebmkit_images.fidelity import FID, KID, InceptionScore
     from ebmkit_images.ood import OODDetection
     from ebmkit_images.sample_grid import SampleGrid
 
     register("sample_grid", SampleGrid)
     register("curves", TrainingCurves)
     register("attribute_classifier", AttributeClassifier)
+    register("fid", FID, summary="Fréchet Inception Distance of samples to a reference set (torch-fidelity), with its protocol")
+    register("kid", KID, summary="Kernel Inception Distance of samples to a reference set (torch-fidelity), with its protocol")
+    register("inception_score", InceptionScore, summary="Inception Score of samples (torch-fidelity), with its protocol")
     register("ood", OODDetection, summary="AUROC of the energy between a test set and out-of-distribution sets, with score histograms")
