@@ -20,11 +20,13 @@ def ebmkit_register_transitions(register):
 def ebmkit_register_samplers(register):
     from ebmkit_mcmc.annealed import AnnealedLangevin
     from ebmkit_mcmc.chain import Chain
+    from ebmkit_mcmc.improved_cd_test_time import improved_cd_test_time
     from ebmkit_mcmc.rounds import AugmentedRounds
 
     register("chain", Chain, provides=("transition_chain",))
     register("annealed_langevin", AnnealedLangevin)
     register("rounds", AugmentedRounds, summary="rounds of MCMC steps with an augmentation after each, then steps without; step size / number of models (the reference's composition sampler)")
+    register("improved_cd_test_time", improved_cd_test_time, summary="the Improved-CD reference's test-time sampling for FID and IS (36 augmented rounds of 10 Langevin steps, then 160)")
 
 
 @hookimpl
@@ -35,3 +37,14 @@ def ebmkit_register_buffers(register):
     register("replay", ReplayBuffer, provides=("reference_set",))
     register("persistent", PersistentChains)
     register("data", DataChains)
+
+
+@hookimpl
+def ebmkit_register_evaluators(register):
+    from ebmkit_mcmc.chain_trace import ChainTrace
+    from ebmkit_mcmc.diagnostics import MCMCDiagnostics
+    from ebmkit_mcmc.energy_histogram import EnergyHistogram
+
+    register("energy_histogram", EnergyHistogram)
+    register("chain_trace", ChainTrace)
+    register("mcmc_diagnostics", MCMCDiagnostics, summary="bulk ESS and R-hat of independent chains of the sampler (needs ArviZ)")
