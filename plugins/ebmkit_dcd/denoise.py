@@ -37,7 +37,7 @@ class Denoise:
     ``psnr_denoised``, and their difference ``psnr_gain``), over ``num_samples`` fixed data
     points and fixed noise, so numbers are comparable across steps and runs. The peak is
     ``data_range``, by default the width of the dataset's domain. For image data it writes
-    denoise_step*.png: clean, noisy and denoised rows.
+    denoise_step*.png: labelled clean, noisy and denoised rows.
     """
 
     sigma: float = attrs.field(default=0.1, validator=attrs.validators.gt(0))
@@ -66,9 +66,36 @@ class Denoise:
         metrics = {"psnr_noisy": psnr(noisy, clean, data_range), "psnr_denoised": psnr(denoised, clean, data_range)}
         metrics["psnr_gain"] = metrics["psnr_denoised"] - metrics["psnr_noisy"]
         if clean.dim() == 4:
-            from torchvision.utils import save_image
-
-            shown = min(self.nrow, count)
-            rows = torch.cat([clean[:shown], noisy[:shown], denoised[:shown]]).clamp(0, 1).cpu()
-            save_image(rows, ctx.out_dir / f"denoise_step{ctx.step:07d}.png", nrow=shown)
+            self._plot(ctx, clean, noisy, denoised, metrics)
         return metrics
+
+    def _plot(self, ctx: EvalContext, clean, noisy, denoised, metrics: dict[str, float]) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from torchvision.utils import make_grid
+
+        shown = min(self.nrow, len(clean))
+        rows = [
+            ("clean", clean),
+            (f"noisy: clean + N(0, σ²)\nσ={self.sigma:g}, PSNR {metrics['psnr_noisy']:.2f} dB", noisy),
+            (f"denoised: one Tweedie step\ny − σ²∇E(y), PSNR {metrics['psnr_denoised']:.2f} dB", denoised),
+        ]
+        fig, axes = plt.subplots(len(rows), 1, figsize=(max(6.0, 1.1 * shown + 2.6), 1.2 * len(rows) + 0.8), squeeze=False)
+        for ax, (label, images) in zip(axes[:, 0], rows, strict=True):
+            grid = make_grid(images[:shown].detach().clamp(0, 1).cpu(), nrow=shown, padding=2)
+            ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        # The PSNRs are over all num_samples images, not only the ones shown.
+        fig.suptitle(
+            f"denoising, step {ctx.step}: PSNR {metrics['psnr_noisy']:.2f} → {metrics['psnr_denoised']:.2f} dB "
+            f"(gain {metrics['psnr_gain']:+.2f} dB) over {len(clean)} images\n"
+            f"first {shown} shown, pixels clipped to [0, 1] for display",
+            fontsize=9,
+        )
+        fig.tight_layout()
+        fig.savefig(ctx.out_dir / f"denoise_step{ctx.step:07d}.png", dpi=100)
+        plt.close(fig)

@@ -6,6 +6,13 @@ import attrs
 
 from ebmkit.protocols import EvalContext
 
+#: legend names of the keys the training loop logs (ebmkit/loop.py)
+_NAMES = {
+    "e_pos": "E+ (data)",
+    "e_neg": "E- (samples)",
+    "loss": "loss",
+}
+
 
 @attrs.frozen
 class TrainingCurves:
@@ -24,17 +31,30 @@ class TrainingCurves:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        series = {}
         for key in self.keys:
             points = [(r["step"], r[key]) for r in rows if key in r]
             if points:
-                steps, values = zip(*points, strict=True)
-                axes[0 if key != "loss" else 1].plot(steps, values, label=key)
-        axes[0].set_title("energies (E+ data, E- samples)")
-        axes[1].set_title("total loss")
-        for ax in axes:
-            ax.set_xlabel("step")
-            ax.legend()
+                series[key] = tuple(zip(*points, strict=True))
+        # The loss is on its own axes: its scale has nothing to do with the energies'.
+        groups = [g for g in ([k for k in series if k != "loss"], [k for k in series if k == "loss"]) if g]
+        fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
+        for ax, keys in zip(axes[0], groups, strict=True):
+            for key in keys:
+                ax.plot(*series[key], label=_NAMES.get(key, key))
+            if keys == ["loss"]:
+                ax.set_title("training loss (total over loss terms)")
+                ax.set_ylabel("loss")
+            elif set(keys) <= {"e_pos", "e_neg"}:
+                ax.set_title("mean energy of the batch: " + ", ".join(_NAMES[k] for k in keys))
+                ax.set_ylabel("energy E(x), batch mean")
+            else:
+                ax.set_title(", ".join(_NAMES.get(k, k) for k in keys))
+                ax.set_ylabel("value")
+            ax.set_xlabel("training step")
+            if len(keys) > 1:
+                ax.legend()
+        fig.suptitle(f"training curves up to step {ctx.step}")
         fig.tight_layout()
         fig.savefig(ctx.out_dir / "curves.png", dpi=90)
         plt.close(fig)

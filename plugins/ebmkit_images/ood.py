@@ -114,8 +114,9 @@ class OODDetection:
         import matplotlib.pyplot as plt
 
         count = max(1, len(scores))
-        fig, axes = plt.subplots(1, count, figsize=(4 * count, 3.2), squeeze=False)
+        fig, axes = plt.subplots(1, count, figsize=(max(5.5, 4.5 * count), 3.4), squeeze=False)
         test_name = self.test_set.get("label", self.test_set["name"])
+        score = "log sum_y exp(-E(x, y))" if getattr(ctx.dataset, "num_classes", None) else "-E(x)"
         for ax, (label, values) in zip(axes[0], scores.items(), strict=False):
             low = float(min(inside.min(), values.min()))
             high = float(max(inside.max(), values.max()))
@@ -123,9 +124,14 @@ class OODDetection:
             ax.hist(inside.numpy(), bins=bins, alpha=0.6, density=True, label=f"{test_name} (in)")
             ax.hist(values.numpy(), bins=bins, alpha=0.6, density=True, label=f"{label} (OOD)")
             ax.set_title(f"{label}: AUROC {results[label]:.3f}")
-            ax.set_xlabel("score = -energy (higher: more in-distribution)")
+            ax.set_xlabel(f"score = {score} (higher: more in-distribution)")
             ax.set_ylabel("density")
             ax.legend(fontsize=8)
+        if not scores:
+            axes[0][0].set_title("no OOD set scored (all skipped)")
+            axes[0][0].set_xlabel(f"score = {score}")
+            axes[0][0].set_ylabel("density")
+        fig.suptitle(f"OOD score histograms, step {ctx.step}: {test_name} (in) against each OOD set", fontsize=10)
         fig.tight_layout()
         fig.savefig(ctx.out_dir / f"ood_step{ctx.step:07d}.png", dpi=100)
         plt.close(fig)

@@ -74,21 +74,32 @@ class Density2DEvaluator:
         density = torch.softmax(-e, 0).reshape(grid.bins, grid.bins) / grid.cell_area
         extent = (grid.low, grid.high, grid.low, grid.high)
         fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
-        axes[0].scatter(data[:2000, 0], data[:2000, 1], s=1, c="k")
-        axes[0].set_title("data")
-        axes[1].scatter(data[:2000, 0], data[:2000, 1], s=1, c="0.75", label="data")
+        shown = data[:2000]
+        axes[0].scatter(shown[:, 0], shown[:, 1], s=1, c="k")
+        axes[0].set_title(f"data: {len(shown)} samples of the true density")
+        axes[1].scatter(shown[:, 0], shown[:, 1], s=1, c="0.75", label="data")
         if samples is not None:
-            axes[1].scatter(samples[:, 0], samples[:, 1], s=1, c="tab:red", label="sampler")
-        axes[1].set_title("sampler output over data")
-        axes[1].legend(loc="upper right", markerscale=6, fontsize=8)
+            axes[1].scatter(samples[:, 0], samples[:, 1], s=1, c="tab:red", label=f"sampler ({len(samples)} samples)")
+            axes[1].set_title("sampler output over data")
+            axes[1].legend(loc="upper right", markerscale=6, fontsize=8)
+        else:
+            axes[1].set_title("data (no samples drawn: num_samples = 0)")
         image = axes[2].imshow(density.numpy(), origin="lower", extent=extent, cmap="viridis")
-        fig.colorbar(image, ax=axes[2], fraction=0.046)
-        axes[2].set_title(f"model density exp(-E)/Z\nKL(data||model) {metrics['grid_kl']:.3f}, NLL {metrics['grid_nll']:.3f}")
+        colorbar = fig.colorbar(image, ax=axes[2], fraction=0.046)
+        colorbar.set_label("p(x) = exp(-E(x))/Z")
+        # grid_kl and grid_nll are exactly what evaluate() returns, both in nats.
+        axes[2].set_title(
+            f"model density exp(-E)/Z ({grid.bins}x{grid.bins} grid)\n"
+            f"KL(data||model) {metrics['grid_kl']:.3f}, test NLL {metrics['grid_nll']:.3f} (nats)",
+            fontsize=10,
+        )
         for ax in axes:
             ax.set_xlim(grid.low, grid.high)
             ax.set_ylim(grid.low, grid.high)
             ax.set_aspect("equal")
-        fig.suptitle(f"step {ctx.step}")
+            ax.set_xlabel("x1")
+            ax.set_ylabel("x2")
+        fig.suptitle(f"2-D density, step {ctx.step}")
         fig.tight_layout()
         fig.savefig(ctx.out_dir / f"density2d_step{ctx.step:07d}.png", dpi=90)
         plt.close(fig)
