@@ -161,3 +161,24 @@ def test_test_time_preset_is_the_reference_schedule_per_chain():
     assert sampler.steps_per_round == 10 and sampler.final_steps == 10 + 30 // 2 * 10
     assert (sampler.transition.step_size, sampler.transition.noise_std) == (100.0, 0.001)
     assert sampler.augment.blur_kernel == 5 and sampler.augment.preset == "cifar10" and not sampler.divide_step_size
+
+
+def test_inception_is_built_from_a_safetensors_weights_file(tmp_path):
+    """The weights handed to torch-fidelity's InceptionV3 are the file's (here random ones of the
+    right names and shapes, since the real file is never downloaded in tests)."""
+    from unittest import mock
+
+    from safetensors.torch import save_file
+    from torch_fidelity import feature_extractor_inceptionv3 as module
+
+    with mock.patch.object(module, "load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, state: None):
+        shapes = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    generator = torch.Generator().manual_seed(0)
+    weights = {k: (torch.randn(v.shape, generator=generator) * 0.01).to(v.dtype) if v.is_floating_point() else v
+               for k, v in shapes.items()}
+    save_file(weights, str(tmp_path / "inception.safetensors"))
+    model = fidelity.inception(str(tmp_path / "inception.safetensors"))
+    torch.testing.assert_close(model.extractor.state_dict()["fc.weight"], weights["fc.weight"])
+    out = model(fidelity.to_uint8(torch.rand(2, 3, 16, 16)))
+    assert out["2048"].shape == (2, 2048) and out["logits_unbiased"].shape[0] == 2

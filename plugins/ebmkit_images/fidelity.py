@@ -42,8 +42,8 @@ def _fidelity():
     return torch_fidelity
 
 
-def _inception_weights(path: str | None) -> dict[str, torch.Tensor]:
-    """The 2015-12-05 Inception weights, read without unpickling anything but tensors."""
+def weights_file(path: str | None) -> Path:
+    """The Inception weights file: ``path``, or torch hub's cached copy (downloaded once)."""
     target = Path(path) if path else Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     if not target.is_file() and not path:
         try:
@@ -57,6 +57,20 @@ def _inception_weights(path: str | None) -> dict[str, torch.Tensor]:
             ) from None
     if not target.is_file():
         raise EbmkitError(f"weights = {str(path)!r}: no such file (the Inception weights, {INCEPTION_FILE}, from {INCEPTION_URL})")
+    return target
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def _inception_weights(path: str | None) -> dict[str, torch.Tensor]:
+    """The 2015-12-05 Inception weights, read without unpickling anything but tensors."""
+    target = weights_file(path)
     if target.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -78,7 +92,19 @@ def inception(weights: str | None) -> torch.nn.Module:
     # Hand the safely read tensors to the constructor instead of its own (unpickling) loader.
     with mock.patch.object(module, "load_state_dict_from_url", lambda *args, **kwargs: state):
         model = module.FeatureExtractorInceptionV3("inception-v3-compat", [POOL, LOGITS])
-    return model
+    return NamedFeatures(model, (POOL, LOGITS))
+
+
+class NamedFeatures(torch.nn.Module):
+    """torch-fidelity's extractors return their features as a tuple in the order asked for;
+    this names them."""
+
+    def __init__(self, extractor: torch.nn.Module, names: tuple[str, ...]):
+        super().__init__()
+        self.extractor, self.names = extractor, names
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.extractor(x), strict=True))
 
 
 class StandIn(torch.nn.Module):
@@ -147,7 +173,13 @@ class SampleQualityProtocol:
                 out = extractor(to_uint8(chunk).to(device))
                 for key in found:
                     found[key].append(out[key].double().cpu())
-        return {key: torch.cat(value) for key, value in found.items()}
+        features = {key: torch.cat(value) for key, value in found.items()}
+        if not all(torch.isfinite(f).all() for f in features.values()):
+            raise EbmkitError(
+                f"the {self.features} features of {len(images)} images are not all finite: check the samples "
+                "(a diverged model samples NaN) and the weights file"
+            )
+        return features
 
     def draw(self, ctx: EvalContext) -> tuple[torch.Tensor, str]:
         """The samples, and how they were drawn."""
@@ -178,7 +210,9 @@ class SampleQualityProtocol:
         first = dataset[0][0] if isinstance(dataset[0], tuple) else dataset[0]
         size = "x".join(str(s) for s in first.shape[-2:])
         described = f"{count} images of {_describe(dataset)}{'' if self.reference is not None else ' (the run data)'}"
-        key = hashlib.sha256(f"{_describe(dataset)}|{count}|{size}|{self.features}".encode()).hexdigest()[:16]
+        # the weights' digest is in the key: other weights, other features
+        extractor_id = "stand_in" if self.features == "stand_in" else f"inception-{file_digest(weights_file(self.weights))}"
+        key = hashlib.sha256(f"{_describe(dataset)}|{count}|{size}|{extractor_id}".encode()).hexdigest()[:16]
         path = cache_root() / "fidelity" / f"{type(dataset).__name__.lower()}-{size}-{count}-{self.features}-{key}.safetensors"
         if path.is_file():
             return load_file(str(path)), described
