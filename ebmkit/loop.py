@@ -39,6 +39,7 @@ import attrs
 import torch
 
 from ebmkit.checkpoint import check_finite_weights, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
+from ebmkit.distributed import average_gradients
 from ebmkit.errors import EbmkitError, RunInterrupted, TrainingDiverged
 from ebmkit.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
 from ebmkit.recipe import Recipe
@@ -154,6 +155,7 @@ class Trainer:
         state, settings = self.run.state, self.run.recipe.train
         state.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        average_gradients(state.energy.parameters(), self.run.world)  # before clipping, as the reference does
         if settings.grad_clip:
             grad_norm = torch.nn.utils.clip_grad_norm_(state.energy.parameters(), settings.grad_clip)
         else:

@@ -24,6 +24,7 @@ from ebmkit.build import Components, build
 from ebmkit.console import console as default_console
 from ebmkit.console import escape
 from ebmkit.data import DataStream
+from ebmkit.distributed import World, world_from_env
 from ebmkit.errors import EbmkitError
 from ebmkit.protocols import EvalContext
 from ebmkit.recipe import Recipe, RunSettings
@@ -61,6 +62,8 @@ class Run:
     latest: dict[str, float] = attrs.field(factory=dict)
     resumed: bool = False
     lock: Any = None
+    #: this process's place in a data-parallel run (rank 0 of 1 when not distributed)
+    world: World = attrs.field(factory=World)
 
     def event(self, step: int, event: dict[str, Any]) -> None:
         """Record an event (``{"event": name, "message": text, ...}``): every ``ebmkit_event`` gets it."""
@@ -132,6 +135,11 @@ def setup(
         raise EbmkitError(
             f"{out_dir} already holds a run; continue it with 'ebmkit run --resume {out_dir}', "
             "or choose another --out folder"
+        )
+    if world_from_env().distributed:
+        raise EbmkitError(
+            "ebmkit does not train data-parallel yet: run it without torchrun (each of torchrun's processes would "
+            "write the same run folder)"
         )
     console = console or default_console
     registries = registries or default_registries()
