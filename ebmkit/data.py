@@ -37,16 +37,21 @@ def chain_starts(
 class DataStream:
     """Training batches in shuffled epochs, with a position that can be saved and restored.
 
+    In a data-parallel run, rank ``rank`` of ``world_size`` reads its own share of each epoch.
+
     Each epoch is a permutation drawn from the stream's own generator (seeded by the run's
     seed); the last incomplete batch of an epoch is dropped. The draws are those of
     ``torch.utils.data.DataLoader(shuffle=True, drop_last=True, generator=...)``, so the
     batches are the ones a DataLoader gives, and a restored stream continues mid-epoch.
     """
 
-    def __init__(self, dataset: Any, batch_size: int, seed: int):
-        if len(dataset) < batch_size:
-            raise EbmkitError(f"the dataset has {len(dataset)} samples, fewer than one batch of {batch_size}")
+    def __init__(self, dataset: Any, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        share = len(dataset) // world_size
+        if share < batch_size:
+            ranks = f" on each of {world_size} ranks ({share} samples each)" if world_size > 1 else ""
+            raise EbmkitError(f"the dataset has {len(dataset)} samples, fewer than one batch of {batch_size}{ranks}")
         self.dataset, self.batch_size = dataset, batch_size
+        self.rank, self.world_size, self.share = rank, world_size, share
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch, self.position = -1, 0
         self._order: list[int] = []
@@ -63,7 +68,10 @@ class DataStream:
     def _draw_order(self) -> None:
         # A DataLoader iterator draws a base seed before its sampler shuffles.
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-        self._order = torch.randperm(len(self.dataset), generator=self.generator).tolist()
+        order = torch.randperm(len(self.dataset), generator=self.generator)
+        # Every rank draws the same permutation and takes its own interleaved share of it, as
+        # DistributedSampler does (each epoch's shares are disjoint and equally long).
+        self._order = order[self.rank :: self.world_size][: self.share].tolist()
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next batch and its labels (None for unlabelled data)."""

@@ -122,3 +122,19 @@ def test_a_run_under_torchrun_is_refused_until_it_is_supported(run_cli, tmp_path
     result = run_cli("run", str(RECIPES / "quickstart.toml"), "--out", str(tmp_path / "run"))
     assert result.exit_code == 2 and "torchrun" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_ranks_read_disjoint_equal_shares_of_each_epoch():
+    from ebmkit.data import DataStream
+
+    dataset = torch.arange(21.0)[:, None]
+    streams = [DataStream(dataset, 2, seed=3, rank=r, world_size=2) for r in range(2)]
+    seen = [torch.cat([s.next_batch()[0] for _ in range(5)]).flatten().tolist() for s in streams]
+    assert len(seen[0]) == len(seen[1]) == 10
+    assert not set(seen[0]) & set(seen[1])
+    whole = DataStream(dataset, 2, seed=3)
+    whole.next_batch()
+    for rank in range(2):  # the one-process permutation, interleaved: the ranks draw it alike
+        assert seen[rank] == whole._order[rank::2][:10]
+    with pytest.raises(EbmkitError, match="on each of 4 ranks"):
+        DataStream(dataset, 6, seed=0, rank=0, world_size=4)
