@@ -127,9 +127,11 @@ def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
         are in it: files it adds are part of the atomic checkpoint.
     :raises TrainingDiverged: the weights are not finite; nothing is written.
     """
-    state = run.state
+    state, world = run.state, run.world
     root = run.out_dir / "checkpoints"
     final = root / checkpoint_name(state.step, state.retries)
+    if world.distributed:
+        return _save_every_rank(run, root, final, before_rename)
     if final.exists():
         return final
     check_finite_weights(state)
@@ -146,10 +148,46 @@ def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
     return final
 
 
+def _save_every_rank(run: Run, root: Path, final: Path, before_rename: Any) -> Path:
+    """A data-parallel checkpoint: rank 0's files as in one process, plus each other rank's own
+    run state (its chains, buffer, random streams, data position) as ``rank<r>.state.*``.
+    Rank 0 renames the folder once every rank has written (a shared filesystem is assumed)."""
+    from ebmkit.distributed import barrier
+
+    world = run.world
+    barrier(world)  # nobody writes between here and every rank's look at the folder
+    done = final.exists()
+    check_finite_weights(run.state)
+    temporary = root / f".tmp-{final.name}-ranks"
+    if world.is_main and not done:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+    barrier(world)
+    if not world.is_main and not done:
+        _write_rank_state(run, temporary)
+    barrier(world)
+    if world.is_main and not done:
+        _write(run, temporary, before_rename)
+        os.rename(temporary, final)
+        fsync_path(root)
+    barrier(world)
+    return final
+
+
+def _write_rank_state(run: Run, folder: Path) -> None:
+    data, tensors = split_state(run.state.state_dict(modules=False))
+    stem = f"rank{run.world.rank}.state"
+    safetensors.torch.save_file(tensors, str(folder / f"{stem}.safetensors"), metadata={"step": str(run.state.step)})
+    (folder / f"{stem}.json").write_text(json.dumps(data))
+    for path in (folder / f"{stem}.safetensors", folder / f"{stem}.json"):
+        fsync_path(path)
+
+
 def _write(run: Run, temporary: Path, before_rename: Any) -> None:
     """Every file of a checkpoint into ``temporary``, each flushed to disk."""
     state = run.state
-    temporary.mkdir()
+    temporary.mkdir(exist_ok=run.world.distributed)  # the other ranks' files may be in it already
     metadata = {"step": str(state.step)}
     safetensors.torch.save_model(state.energy, str(temporary / "energy.safetensors"), metadata=metadata)
     if state.ema is not None:
@@ -162,7 +200,8 @@ def _write(run: Run, temporary: Path, before_rename: Any) -> None:
     conditioning = getattr(dataset, "conditioning", None) if dataset.num_classes else None
     energy["conditioning"] = conditioning.to_record() if conditioning is not None else None
     energy["domain"] = list(dataset.domain) if dataset.domain is not None else None
-    meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy, "recipe": run.recipe.resolved()}
+    meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy, "recipe": run.recipe.resolved(),
+            "world_size": run.world.size}
     (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
     if before_rename is not None:
         before_rename(temporary)
@@ -232,12 +271,20 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def read_state(folder: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The run state saved in a checkpoint (without the energy's and EMA's weights)."""
+def read_state(folder: Path, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """The run state saved in a checkpoint (without the energy's and EMA's weights); in a
+    data-parallel run, rank ``rank``'s own."""
     meta = read_meta(folder)
     if meta["format"] < 3:
         raise CheckpointError(f"{folder} has checkpoint format {meta['format']}: weights only, no run state to resume from")
-    return join_state(_read_json(folder / "state.json"), read_tensors(folder / "state.safetensors"), device)
+    saved = int(meta.get("world_size", 1))
+    if saved != world_size:
+        raise CheckpointError(
+            f"{folder} was written by {saved} rank(s) and this run has {world_size}: each rank resumes its own chains, "
+            f"buffer and random streams, so resume with the same number of processes (ebmkit run --nproc {saved} --resume ...)"
+        )
+    stem = "state" if rank == 0 else f"rank{rank}.state"
+    return join_state(_read_json(folder / f"{stem}.json"), read_tensors(folder / f"{stem}.safetensors"), device)
 
 
 def restore_checkpoint(run: Run, folder: Path) -> None:
@@ -247,7 +294,7 @@ def restore_checkpoint(run: Run, folder: Path) -> None:
     if run.state.ema is not None:
         load_weights(run.state.ema.module, folder / "ema.safetensors")
     try:
-        state = read_state(folder, run.device)
+        state = read_state(folder, run.device, run.world.rank, run.world.size)
         missing = sorted(set(run.state.components) - set(state["components"]))
         if missing:
             raise CheckpointError(f"{folder} holds no state for {', '.join(missing)}: it was written by a different recipe")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from ebmkit.console import console, escape, out
@@ -88,34 +89,55 @@ def _load(recipe: str, overrides: tuple[str, ...]):
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: a new folder under runs/).")
 @click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue the run in RUN_DIR from its latest checkpoint, with its own recipe.")
-def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, resume_dir: str | None) -> None:
+@click.option("--nproc", type=click.IntRange(min=1), help="Train data-parallel in N processes on this machine (launches torchrun).")
+def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, resume_dir: str | None, nproc: int | None) -> None:
     """Train from a TOML recipe and write a run folder; or continue one (--resume RUN_DIR).
 
     Ctrl-C (or SIGTERM) writes a checkpoint, prints the command that resumes, and exits 130.
+    Data-parallel: --nproc N here, or torchrun --nproc_per_node=N [--nnodes ...] -m ebmkit run ...
     """
+    from ebmkit.distributed import world_from_env
     from ebmkit.errors import RunInterrupted
     from ebmkit.loop import train
     from ebmkit.run import default_out_dir, resume_recipe
+
+    world = world_from_env()
+    if nproc is not None and nproc > 1 and not world.distributed:
+        sys.exit(_torchrun(nproc, recipe, overrides, out_dir, resume_dir))
+    shown_console = console if world.is_main else Console(quiet=True)
 
     if resume_dir is not None:
         if recipe is not None or out_dir is not None:
             raise EbmkitError("--resume continues a run with its own recipe.toml, in its own folder: give no RECIPE and no --out")
         loaded, folder = resume_recipe(resume_dir, overrides, _registries()), Path(resume_dir)
-        console.print(f"[bold]ebmkit run --resume[/] {folder}")
+        shown_console.print(f"[bold]ebmkit run --resume[/] {folder}")
     elif recipe is None:
         raise EbmkitError("missing RECIPE: ebmkit run RECIPE.toml (or ebmkit run --resume RUN_DIR)")
     else:
         loaded = _load(recipe, overrides)
         folder = Path(out_dir) if out_dir else default_out_dir(loaded)
-        console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
+        shown_console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
     try:
         result = train(loaded, folder, console=console, registries=_registries(), resume=resume_dir is not None)
     except RunInterrupted as exc:
-        console.print(f"resume with: [bold]{escape(exc.resume_command)}[/]", soft_wrap=True)  # the event said the rest
+        shown_console.print(f"resume with: [bold]{escape(exc.resume_command)}[/]", soft_wrap=True)  # the event said the rest
         sys.exit(exc.exit_code)
     if result.metrics:  # (empty when a resumed run had nothing left to do)
         shown = {k: _rounded(v) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}
-        console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")
+        shown_console.print(f"[bold green]done[/] {folder}  {json.dumps(shown)}")
+
+
+def _torchrun(nproc: int, recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, resume_dir: str | None) -> int:
+    """Run this same command under torchrun in ``nproc`` processes; its exit status."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "ebmkit", "run"]
+    command += [recipe] if recipe is not None else []
+    command += [arg for o in overrides for arg in ("--set", o)]
+    command += ["--out", out_dir] if out_dir is not None else []
+    command += ["--resume", resume_dir] if resume_dir is not None else []
+    console.print(f"launching: {' '.join(command[1:])}", soft_wrap=True)
+    return subprocess.call(command)
 
 
 @cli.command()

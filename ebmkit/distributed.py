@@ -87,3 +87,48 @@ def mean_over_ranks(metrics: Mapping[str, float], world: World, device: torch.de
     dist.all_reduce(values)
     values /= world.size
     return dict(zip(keys, values.tolist(), strict=True))
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def from_main(value: str, world: World) -> str:
+    """Rank 0's ``value`` on every rank (e.g. the default run folder, which names a time)."""
+    if not world.distributed:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)  # between the ranks of this run only: a string
+    return box[0]
+
+
+def any_rank(flag: bool, world: World, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any (ranks must take the same branch)."""
+    if not world.distributed:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+class MainRankHooks:
+    """The plugins' lifecycle hooks as rank 0 calls them; on the other ranks they do nothing
+    (logging, evaluation and checkpoint files are rank 0's), except ``ebmkit_wrap_energy``,
+    which every rank needs alike."""
+
+    EVERY_RANK = ("ebmkit_wrap_energy",)
+
+    def __init__(self, hook, world: World):
+        self._hook, self._world = hook, world
+
+    def __getattr__(self, name: str):
+        if self._world.is_main or name in self.EVERY_RANK:
+            return getattr(self._hook, name)
+        return lambda **kwargs: []

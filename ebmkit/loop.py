@@ -39,7 +39,7 @@ import attrs
 import torch
 
 from ebmkit.checkpoint import check_finite_weights, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
-from ebmkit.distributed import average_gradients
+from ebmkit.distributed import any_rank, average_gradients, barrier, mean_over_ranks
 from ebmkit.errors import EbmkitError, RunInterrupted, TrainingDiverged
 from ebmkit.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
 from ebmkit.recipe import Recipe
@@ -101,7 +101,10 @@ class Trainer:
         run = self.run
         while run.state.step < run.recipe.train.steps:
             stop = self.after_update(self.update())
-            if self.interrupted is not None and run.state.step < run.recipe.train.steps:
+            interrupted = any_rank(self.interrupted is not None, run.world, run.device)  # a signal stops every rank
+            if interrupted and self.interrupted is None:
+                self.interrupted = signal.SIGTERM
+            if interrupted and run.state.step < run.recipe.train.steps:
                 self.interrupt()  # (after the last update the run simply finishes)
             if stop:
                 break
@@ -194,13 +197,14 @@ class Trainer:
         """step end -> log -> evaluate -> checkpoint; True when the run must stop early."""
         run, settings, step = self.run, self.run.recipe.train, self.run.state.step
         out_of_time = settings.time_limit_s is not None and run.state.train_seconds >= settings.time_limit_s
+        out_of_time = any_rank(out_of_time, run.world, run.device)  # the ranks stop together
         run.hook.ebmkit_step_end(run=run, step=step, metrics=metrics)
         self._window_steps += 1
         if step % settings.log_every == 0 or step == settings.steps or out_of_time:
             now = time.perf_counter()
             metrics["steps_per_s"] = self._window_steps / max(now - self._window_start, 1e-9)
             self._window_start, self._window_steps = now, 0
-            run.log(step, metrics)
+            run.log(step, mean_over_ranks(metrics, run.world, run.device))
         if out_of_time:
             run.console.print(f"\\[train].time_limit_s = {settings.time_limit_s} reached after {step} updates")
             return True
@@ -214,7 +218,8 @@ class Trainer:
         """Write the run state (atomically; not again if this state is saved already); prune old ones."""
         run = self.run
         folder = save_checkpoint(run, before_rename=lambda tmp: run.hook.ebmkit_checkpoint_save(run=run, folder=tmp))
-        prune_checkpoints(run.out_dir, run.recipe.train.keep_checkpoints)
+        if run.world.is_main:
+            prune_checkpoints(run.out_dir, run.recipe.train.keep_checkpoints)
         return folder
 
     def evaluate(self, when: Literal["start", "step", "end"]) -> None:
@@ -286,7 +291,8 @@ class Trainer:
     def interrupt(self) -> None:
         run, name = self.run, signal.Signals(self.interrupted).name
         folder = self.checkpoint()
-        command = f"ebmkit run --resume {shlex.quote(str(run.out_dir))}"
+        nproc = f"--nproc {run.world.size} " if run.world.distributed else ""
+        command = f"ebmkit run {nproc}--resume {shlex.quote(str(run.out_dir))}"
         message = f"{name} at step {run.state.step}; checkpoint written to {folder}"
         run.event(run.state.step, {"event": "interrupted", "signal": name, "message": message, "resume": command})
         raise RunInterrupted(f"interrupted: {message}; resume with: {command}", folder, command)
@@ -322,7 +328,9 @@ def resume_run(run: Run) -> bool:
 
     :return: True when the run is already complete: nothing is left to do.
     """
-    prune_checkpoints(run.out_dir, None)  # temporary folders a kill left behind
+    if run.world.is_main:
+        prune_checkpoints(run.out_dir, None)  # temporary folders a kill left behind
+    barrier(run.world)
     found = list_checkpoints(run.out_dir)
     latest = found[-1] if found else None
     if latest is not None:
@@ -334,7 +342,8 @@ def resume_run(run: Run) -> bool:
     settings, state = run.recipe.train, run.state
     if state.step > settings.steps:
         raise EbmkitError(f"{run.out_dir} is at step {state.step}, past [train].steps = {settings.steps}; give --set train.steps= a larger value")
-    write_run_files(run)
+    if run.world.is_main:
+        write_run_files(run)
     run.hook.ebmkit_checkpoint_load(run=run, folder=latest)
     out_of_time = settings.time_limit_s is not None and state.train_seconds >= settings.time_limit_s
     if latest is not None and (state.step == settings.steps or out_of_time):

@@ -24,7 +24,7 @@ from ebmkit.build import Components, build
 from ebmkit.console import console as default_console
 from ebmkit.console import escape
 from ebmkit.data import DataStream
-from ebmkit.distributed import World, world_from_env
+from ebmkit.distributed import MainRankHooks, World, barrier, from_main, join, world_from_env
 from ebmkit.errors import EbmkitError
 from ebmkit.protocols import EvalContext
 from ebmkit.recipe import Recipe, RunSettings
@@ -35,6 +35,8 @@ from ebmkit.state import EMA, RunState
 #: small that torch's thread barrier costs more than a second thread gains, and on a busy
 #: machine many times more (benchmarks/bench_threads.py measures it).
 SMALL_ENERGY_PARAMETERS = 1_000_000
+#: Rank r of a data-parallel run samples with seed + r * stride after the shared initialisation.
+RANK_SEED_STRIDE = 1_000_003
 
 
 @attrs.define
@@ -131,39 +133,52 @@ def setup(
 
     The caller restores the thread count (``torch.set_num_threads``) when the run ends.
     """
-    if not resume and holds_run(out_dir):
+    world = world_from_env()
+    device = usable_device(recipe.run)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    join(world, device)
+    out_dir = Path(from_main(str(out_dir), world))  # a default folder names rank 0's time
+    refused = not resume and holds_run(out_dir)
+    barrier(world)  # every rank has looked before rank 0 creates the folder
+    if refused:
         raise EbmkitError(
             f"{out_dir} already holds a run; continue it with 'ebmkit run --resume {out_dir}', "
             "or choose another --out folder"
         )
-    if world_from_env().distributed:
-        raise EbmkitError(
-            "ebmkit does not train data-parallel yet: run it without torchrun (each of torchrun's processes would "
-            "write the same run folder)"
-        )
     console = console or default_console
+    if not world.is_main:
+        console = Console(quiet=True)  # rank 0 speaks for the run
     registries = registries or default_registries()
-    device = usable_device(recipe.run)
-    torch.manual_seed(recipe.run.seed)
+    torch.manual_seed(recipe.run.seed)  # every rank builds the same initial weights
     components = build(recipe, device)
+    if world.distributed:  # then each rank samples its own chains
+        torch.manual_seed(recipe.run.seed + RANK_SEED_STRIDE * world.rank)
     threads, why = choose_threads(recipe.run, components.energy)
     torch.set_num_threads(threads)
     console.print(f"threads: {threads} ({why})")
+    if world.distributed:
+        console.print(f"data-parallel: {world.size} ranks ({'NCCL' if device.type == 'cuda' else 'gloo'}), "
+                      f"batch {recipe.train.batch_size} per rank, {recipe.train.batch_size * world.size} in all")
     for warning in components.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_run_folder(out_dir)
+    lock = None
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_folder(out_dir)
     energy, optimizer = components.energy, components.optimizer
     ema = EMA(energy, recipe.train.ema) if recipe.train.ema is not None else None
-    data = DataStream(components.dataset, recipe.train.batch_size, recipe.run.seed)
+    data = DataStream(components.dataset, recipe.train.batch_size, recipe.run.seed, world.rank, world.size)
     stateful = RunState.stateful_components(components.built, energy, optimizer)
     state = RunState(energy, optimizer, data, ema, stateful)
-    run = Run(recipe, out_dir, components, state, device, energy, registries.pm.hook, console,
-              console.is_terminal if live is None else live, threads, lock=lock)
+    hook = MainRankHooks(registries.pm.hook, world) if world.distributed else registries.pm.hook
+    run = Run(recipe, out_dir, components, state, device, energy, hook, console,
+              console.is_terminal if live is None else live, threads, lock=lock, world=world)
     run.model = run.hook.ebmkit_wrap_energy(run=run, energy=energy) or energy
-    if not resume:  # a resumed run rewrites them once its checkpoint is restored
+    if not resume and world.is_main:  # a resumed run rewrites them once its checkpoint is restored
         write_run_files(run)
+    barrier(world)
     return run
 
 
