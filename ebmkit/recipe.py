@@ -41,6 +41,9 @@ class RunSettings:
     #: ``SMALL_ENERGY_PARAMETERS`` parameters, where a thread barrier costs more than it saves,
     #: else torch's default. The run says what it chose.
     threads: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    #: The number of data-parallel ranks the recipe was written for (the reference's GPUs);
+    #: a run with another number is warned: its effective batch and its buffers differ.
+    world_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
     #: Also log scalars, sample grids and plots to TensorBoard (``pip install ebmkit[tensorboard]``),
     #: in the run folder's ``tensorboard/``.
     tensorboard: bool = False

@@ -160,6 +160,14 @@ def setup(
     if world.distributed:
         console.print(f"data-parallel: {world.size} ranks ({'NCCL' if device.type == 'cuda' else 'gloo'}), "
                       f"batch {recipe.train.batch_size} per rank, {recipe.train.batch_size * world.size} in all")
+    written_for = recipe.run.world_size
+    if written_for is not None and written_for != world.size:
+        console.print(
+            f"[yellow]warning:[/] this recipe is written for {written_for} data-parallel ranks "
+            f"(ebmkit run --nproc {written_for}); with {world.size}, the effective batch is "
+            f"{recipe.train.batch_size * world.size} instead of {recipe.train.batch_size * written_for}, "
+            f"with {world.size} replay buffer(s) instead of {written_for}"
+        )
     for warning in components.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 

@@ -195,3 +195,18 @@ def test_ranks_read_disjoint_equal_shares_of_each_epoch():
         assert seen[rank] == whole._order[rank::2][:10]
     with pytest.raises(EbmkitError, match="on each of 4 ranks"):
         DataStream(dataset, 6, seed=0, rank=0, world_size=4)
+
+
+def test_a_recipe_written_for_eight_ranks_warns_when_run_on_one(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from ebmkit.recipe import validate
+    from ebmkit.run import setup
+
+    recipe = validate({**RECIPE, "run": {**RECIPE["run"], "world_size": 8}}, "eight")
+    out = io.StringIO()
+    run = setup(recipe, tmp_path / "run", console=Console(file=out, width=300), live=False)
+    run.lock.close()
+    assert "written for 8 data-parallel ranks" in out.getvalue() and "effective batch is 8 instead of 64" in out.getvalue()

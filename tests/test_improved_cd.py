@@ -168,3 +168,19 @@ def test_parameter_counts_match_the_reference():
     assert round(count(ResNetEnergy(width=64, multiscale=False, data_shape=(3, 32, 32))) / 1e6, 2) == 4.90
     assert round(count(ResNetEnergy128(width=128, data_shape=(3, 128, 128))) / 1e6, 1) == 27.1
     assert round(count(ResNetEnergy128(width=64, data_shape=(3, 128, 128))) / 1e6, 2) == 6.79
+
+
+def test_kl_and_entropy_terms_on_the_first_chains_only():
+    """LSUN in the reference: the KL and entropy terms see the first n = 32 chains of the batch."""
+    from ebmkit.protocols import TrainBatch
+    from ebmkit.registry import default_registries
+
+    registries = default_registries()
+    energy = registries.get("energies", "mlp").factory(data_shape=(2,), hidden=8, depth=1)
+    x = torch.randn(6, 2, requires_grad=True)
+    batch = TrainBatch(energy, torch.randn(6, 2), None)
+    batch.x_neg, batch.x_neg_graph = x.detach(), x
+    kl = registries.get("losses", "kl").factory
+    first = kl(chains=2)(batch).value
+    assert first.item() == pytest.approx(energy(x[:2]).mean().item(), rel=1e-6)
+    assert kl()(batch).value.item() == pytest.approx(energy(x).mean().item(), rel=1e-6)

@@ -27,9 +27,11 @@ def quickstart_with(tmp_path, old: str, new: str):
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_recipe_validates_and_starts_with_its_command(path, registries):
-    load(path, registries=registries)
+    recipe = load(path, registries=registries)
     first = path.read_text().splitlines()[0]
-    assert first == f"# ebmkit run recipes/{path.name}"
+    # a recipe written for several data-parallel ranks says so in its command
+    nproc = f"--nproc {recipe.run.world_size} " if recipe.run.world_size else ""
+    assert first == f"# ebmkit run {nproc}recipes/{path.name}"
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)

@@ -31,11 +31,15 @@ class KLTerm:
     """
 
     last_steps: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    #: only the batch's first ``chains`` chains feed the term (the reference's ``n``: 32 for
+    #: LSUN, ImageNet and the 48-px sets, the whole batch of 128 for CIFAR-10 and CelebA-HQ); None: all
+    chains: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
 
     @property
     def needs(self) -> Needs:
         return Needs(negatives=True, graph_steps=self.last_steps)
 
     def __call__(self, batch: TrainBatch) -> LossOutput:
-        value = frozen_energy(batch.energy, batch.x_neg_graph, batch.cond).mean()
+        cond = batch.cond[: self.chains] if batch.cond is not None else None
+        value = frozen_energy(batch.energy, batch.x_neg_graph[: self.chains], cond).mean()
         return LossOutput(value, {"kl/energy": float(value.detach())})

@@ -23,11 +23,14 @@ class NearestNeighbourEntropy:
     min_buffer: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
     #: image recipes set [0, 1], as the reference clamps
     clamp: tuple[float, float] | None = attrs.field(default=None, validator=low_below_high, metadata={INFINITE_OK: True})
+    #: only the batch's first ``chains`` chains (the reference's ``n``: 32 for LSUN, ImageNet
+    #: and the 48-px sets, the whole batch of 128 for CIFAR-10 and CelebA-HQ); None: all
+    chains: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
 
     needs = Needs(negatives=True, graph_steps=1)
 
     def __call__(self, batch: TrainBatch) -> LossOutput:
-        x, earlier = batch.x_neg_graph, batch.reference_set
+        x, earlier = batch.x_neg_graph[: self.chains], batch.reference_set
         if len(earlier) <= self.min_buffer:
             return LossOutput(x.new_zeros(()), {"nn_entropy/active": 0.0})
         reference = earlier.reference_samples(self.num_reference, dtype=x.dtype, device=x.device)
