@@ -176,12 +176,17 @@ def _save_every_rank(run: Run, root: Path, final: Path, before_rename: Any) -> P
 
 
 def _write_rank_state(run: Run, folder: Path) -> None:
-    data, tensors = split_state(run.state.state_dict(modules=False))
-    stem = f"rank{run.world.rank}.state"
-    safetensors.torch.save_file(tensors, str(folder / f"{stem}.safetensors"), metadata={"step": str(run.state.step)})
-    (folder / f"{stem}.json").write_text(json.dumps(data))
-    for path in (folder / f"{stem}.safetensors", folder / f"{stem}.json"):
+    for path in _write_state(run, folder, f"rank{run.world.rank}.state"):
         fsync_path(path)
+
+
+def _write_state(run: Run, folder: Path, stem: str) -> tuple[Path, Path]:
+    """The run state without the weights (``stem``.safetensors and ``stem``.json); their paths."""
+    data, tensors = split_state(run.state.state_dict(modules=False))
+    tensor_file, json_file = folder / f"{stem}.safetensors", folder / f"{stem}.json"
+    safetensors.torch.save_file(tensors, str(tensor_file), metadata={"step": str(run.state.step)})
+    json_file.write_text(json.dumps(data))
+    return tensor_file, json_file
 
 
 def _write(run: Run, temporary: Path, before_rename: Any) -> None:
@@ -192,9 +197,7 @@ def _write(run: Run, temporary: Path, before_rename: Any) -> None:
     safetensors.torch.save_model(state.energy, str(temporary / "energy.safetensors"), metadata=metadata)
     if state.ema is not None:
         safetensors.torch.save_model(state.ema.module, str(temporary / "ema.safetensors"), metadata=metadata)
-    data, tensors = split_state(state.state_dict(modules=False))
-    safetensors.torch.save_file(tensors, str(temporary / "state.safetensors"), metadata=metadata)
-    (temporary / "state.json").write_text(json.dumps(data))
+    _write_state(run, temporary, "state")
     dataset = run.components.dataset
     energy = {**run.recipe.one("energy").record(), "data_shape": list(dataset.sample_shape), "num_classes": dataset.num_classes}
     conditioning = getattr(dataset, "conditioning", None) if dataset.num_classes else None

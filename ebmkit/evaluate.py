@@ -67,7 +67,7 @@ def evaluate(
     recipe = validate(data, f"the recipe of {folder}", registries)
     components = build(recipe, recipe.run.device)
     energy = load(folder, ema=ema, device=recipe.run.device, registries=registries)
-    has_ema = ema and "ema" in _state_names(folder)
+    has_ema = ema and (folder / "ema.safetensors").is_file()
     run_dir = run_folder_of(folder)
     step = int(meta.get("step", 0))
     lock = lock_run_folder(run_dir)
@@ -78,11 +78,8 @@ def evaluate(
             lock.close()
 
 
-def _state_names(folder: Path) -> set[str]:
-    return {p.stem for p in folder.glob("*.safetensors")}
-
-
 def _run(components: Any, energy: Any, run_dir: Path, step: int, ema: bool, console: Any) -> dict[str, Any]:
+    from ebmkit.builtin.evaluation import run_evaluator
     from ebmkit.protocols import EvalContext
 
     device = next((p.device for p in energy.parameters()), torch.device("cpu"))
@@ -92,10 +89,8 @@ def _run(components: Any, energy: Any, run_dir: Path, step: int, ema: bool, cons
                           None, ema=ema)
         if console is not None:
             console.print(f"evaluating {placed.name} on step {step} of {run_dir}")
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(step)
-            found = placed.component.evaluate(ctx) or {}
-        named = {f"{placed.name}/{k}": (v if isinstance(v, str) else float(v)) for k, v in found.items()}
+        found = run_evaluator(placed, ctx, seed=step)
+        named = {k: (v if isinstance(v, str) else float(v)) for k, v in found.items()}
         (run_dir / f"eval_{placed.name}_step{step:07d}.json").write_text(json.dumps({"step": step, **named}, indent=1))
         metrics.update(named)
     with (run_dir / "metrics.jsonl").open("a") as f:

@@ -16,15 +16,24 @@ def ebmkit_evaluate(run, step, when):
         every = placed.keys["every"]
         if when == "step" and not (every and step % every == 0):
             continue
-        ctx = run.eval_context(step)
-        ctx.energy.eval()
-        # Evaluators draw from a forked random state, so adding one does not change the training run.
-        devices = [run.device] if run.device.type == "cuda" else []
         progress.show(run, f"evaluating {placed.name}")  # a long evaluation (a final grid, FID) is not silent
-        try:
-            with torch.random.fork_rng(devices=devices):
-                found = placed.component.evaluate(ctx)
-        finally:
-            ctx.energy.train()
-        metrics.update({f"{placed.name}/{k}": v for k, v in (found or {}).items()})
+        metrics.update(run_evaluator(placed, run.eval_context(step)))
     return metrics or None
+
+
+def run_evaluator(placed, ctx, seed: int | None = None) -> dict:
+    """One placed evaluator on ``ctx``, its metrics named ``<evaluator>/<metric>``.
+
+    The energy is in eval mode meanwhile. The evaluator draws from a forked random state
+    (seeded with ``seed`` if given), so adding one does not change the training run.
+    """
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    ctx.energy.eval()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            if seed is not None:
+                torch.manual_seed(seed)
+            found = placed.component.evaluate(ctx)
+    finally:
+        ctx.energy.train()
+    return {f"{placed.name}/{k}": v for k, v in (found or {}).items()}

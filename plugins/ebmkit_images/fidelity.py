@@ -18,6 +18,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
+from ebmkit.data import stack_samples
 from ebmkit.errors import EbmkitError
 from ebmkit.params import component
 from ebmkit.protocols import EvalContext
@@ -34,11 +35,9 @@ def cache_root() -> Path:
 
 def _fidelity():
     try:
-        import torch_fidelity  # noqa: F401
+        import torch_fidelity
     except ImportError:
         raise EbmkitError("FID, KID and Inception Score need torch-fidelity: pip install ebmkit[metrics]") from None
-    import torch_fidelity
-
     return torch_fidelity
 
 
@@ -207,8 +206,7 @@ class SampleQualityProtocol:
 
         dataset = self.reference if self.reference is not None else ctx.dataset
         count = min(self.num_reference, len(dataset))
-        first = dataset[0][0] if isinstance(dataset[0], tuple) else dataset[0]
-        size = "x".join(str(s) for s in first.shape[-2:])
+        size = "x".join(str(s) for s in dataset.sample_shape[-2:])
         described = f"{count} images of {_describe(dataset)}{'' if self.reference is not None else ' (the run data)'}"
         # the weights' digest is in the key: other weights, other features
         extractor_id = "stand_in" if self.features == "stand_in" else f"inception-{file_digest(weights_file(self.weights))}"
@@ -216,7 +214,7 @@ class SampleQualityProtocol:
         path = cache_root() / "fidelity" / f"{type(dataset).__name__.lower()}-{size}-{count}-{self.features}-{key}.safetensors"
         if path.is_file():
             return load_file(str(path)), described
-        images = torch.stack([(dataset[i][0] if isinstance(dataset[i], tuple) else dataset[i]) for i in range(count)])
+        images, _ = stack_samples(dataset, range(count))
         found = self.features_of(extractor, images, ctx.device)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in found.items()}, str(path))
@@ -229,17 +227,17 @@ class SampleQualityProtocol:
 
         return f"torch-fidelity {torch_fidelity.__version__} InceptionV3 2015-12-05 (pool3 2048-d; logits for IS), resized to 299 px as TF1"
 
+    def sample_features(self, ctx: EvalContext, extractor: torch.nn.Module) -> tuple[dict[str, torch.Tensor], str]:
+        """Features of freshly drawn samples, and how they were drawn (with which weights)."""
+        samples, how = self.draw(ctx)
+        return self.features_of(extractor, samples, ctx.device), f"{how}; {_weights(ctx)}"
+
     def run(self, ctx: EvalContext) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str]:
         """Sample features, reference features, and the protocol line."""
-        if self.features == "inception":
-            _fidelity()
         extractor = self.extractor()
-        samples, how = self.draw(ctx)
-        ours = self.features_of(extractor, samples, ctx.device)
+        ours, how = self.sample_features(ctx, extractor)
         reference, what = self.reference_features(ctx, extractor)
-        weights = _weights(ctx)
-        protocol = f"{how}; {weights}; reference: {what}; features: {self.extractor_line()}"
-        return ours, reference, protocol
+        return ours, reference, f"{how}; reference: {what}; features: {self.extractor_line()}"
 
 
 def _weights(ctx: EvalContext) -> str:
@@ -268,6 +266,7 @@ class FID(SampleQualityProtocol):
     (``fid``, with ``protocol``: how it was computed)."""
 
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
+        _fidelity()
         ours, reference, protocol = self.run(ctx)
         return {"fid": frechet_distance(ours[POOL], reference[POOL]), "protocol": f"FID: {protocol}"}
 
@@ -281,6 +280,7 @@ class KID(SampleQualityProtocol):
     subset_size: int = attrs.field(default=1000, validator=attrs.validators.gt(1))
 
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
+        _fidelity()
         from torch_fidelity.metric_kid import kid_features_to_metric
 
         ours, reference, protocol = self.run(ctx)
@@ -298,13 +298,10 @@ class InceptionScore(SampleQualityProtocol):
     splits: int = attrs.field(default=10, validator=attrs.validators.gt(0))
 
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
+        _fidelity()
         from torch_fidelity.metric_isc import isc_features_to_metric
 
-        if self.features == "inception":
-            _fidelity()
-        samples, how = self.draw(ctx)
-        logits = self.features_of(self.extractor(), samples, ctx.device)[LOGITS]
-        found = isc_features_to_metric(logits, splits=self.splits, shuffle=True, rng_seed=2020)
-        weights = _weights(ctx)
+        features, how = self.sample_features(ctx, self.extractor())
+        found = isc_features_to_metric(features[LOGITS], splits=self.splits, shuffle=True, rng_seed=2020)
         return {"inception_score": found["inception_score_mean"], "inception_score_std": found["inception_score_std"],
-                "protocol": f"IS ({self.splits} splits): {how}; {weights}; features: {self.extractor_line()}"}
+                "protocol": f"IS ({self.splits} splits): {how}; features: {self.extractor_line()}"}
