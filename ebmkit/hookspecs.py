@@ -124,14 +124,16 @@ def ebmkit_evaluate(run: Run, step: int, when: Literal["start", "step", "end"]) 
 
 
 @hookspec
-def ebmkit_step_end(run: Run, step: int, metrics: dict[str, float]) -> None:
+def ebmkit_step_end(run: Run, step: int, metrics: dict[str, float | torch.Tensor]) -> None:
     """One update is done (optimizer step, EMA, buffer push).
 
     :param run: the run.
     :param step: the number of updates made.
     :param metrics: this update's metrics (loss, energies, per-term values, sampler
-        diagnostics, ``train_s``). Whatever an implementation adds to the dict is logged
-        with them when the update is logged.
+        diagnostics, ``train_s``): floats or 0-d tensors still on the run's device. Reading a
+        tensor (``float(t)``) waits for the device; the loop reads them all at once, and only
+        when it logs the update. Whatever an implementation adds to the dict is logged with
+        them when the update is logged.
     """
 
 

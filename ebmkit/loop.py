@@ -43,7 +43,7 @@ from ebmkit.distributed import any_rank, average_gradients, barrier, mean_over_r
 from ebmkit.errors import EbmkitError, RunInterrupted, TrainingDiverged
 from ebmkit.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
 from ebmkit.recipe import Recipe
-from ebmkit.run import Run, setup, write_run_files
+from ebmkit.run import Run, read_metrics, setup, write_run_files
 
 #: A rollback's new random seed: the run's seed plus this times the number of rollbacks.
 RESEED_STRIDE = 1_000_003
@@ -125,13 +125,13 @@ class Trainer:
         total, metrics = self.losses(batch)
         self.step(total, batch, metrics)
         self.after_step(result)
-        if run.device.type == "cuda":  # count the queued GPU work in this update's time, not the next evaluation's
-            torch.cuda.synchronize(run.device)
+        # No host synchronisation here but the divergence flag: the metrics stay on the device
+        # until an update is logged, so the device is not stalled between updates.
         state.step += 1
         state.train_seconds += time.perf_counter() - started
         metrics["train_s"] = state.train_seconds
         for key, values in ({} if result is None else result.trace).items():
-            if values:
+            if len(values):
                 metrics[f"sampler/{key}"] = values[-1]
         return metrics
 
@@ -143,17 +143,17 @@ class Trainer:
         batch.x_neg, batch.x_neg_graph = result.x, result.x_graph
         return result
 
-    def losses(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def losses(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
         total = torch.zeros((), device=batch.x_pos.device)
-        metrics: dict[str, float] = {}
+        metrics: dict[str, Any] = {}  # floats and 0-d tensors, read when logged
         for placed in self.run.components.losses:
             out = placed.component(batch)
             total = total + placed.keys["weight"] * out.value
-            metrics[f"loss/{placed.name}"] = float(out.value.detach())
+            metrics[f"loss/{placed.name}"] = out.value.detach()
             metrics.update(out.metrics)
         return total, metrics
 
-    def step(self, total: torch.Tensor, batch: TrainBatch, metrics: dict[str, float]) -> None:
+    def step(self, total: torch.Tensor, batch: TrainBatch, metrics: dict[str, Any]) -> None:
         """Backward, clip, check for divergence, optimizer step."""
         state, settings = self.run.state, self.run.recipe.train
         state.optimizer.zero_grad(set_to_none=True)
@@ -163,18 +163,27 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(state.energy.parameters(), settings.grad_clip)
         else:
             grads = [p.grad for p in state.energy.parameters() if p.grad is not None]
-            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
-        metrics["grad_norm"] = float(grad_norm)
-        metrics["loss"] = float(total.detach())
-        metrics["e_pos"] = float(batch.e_pos_scales.detach().mean())  # averaged over scales, as the reference logs it
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else total.new_zeros(())
+        metrics["grad_norm"] = grad_norm.detach()
+        metrics["loss"] = total.detach()
+        metrics["e_pos"] = batch.e_pos_scales.detach().mean()  # averaged over scales, as the reference logs it
         if batch.x_neg is not None:
-            metrics["e_neg"] = float(batch.e_neg_scales.detach().mean())
+            metrics["e_neg"] = batch.e_neg_scales.detach().mean()
         self.check_divergence(metrics)
         state.optimizer.step()
 
-    def check_divergence(self, metrics: dict[str, float]) -> None:
+    def check_divergence(self, metrics: dict[str, Any]) -> None:
+        """Stop on a non-finite loss, energy or gradient, or on ``energy_bound``: one flag is
+        computed on the device and read (the update's only host synchronisation)."""
         step, bound = self.run.state.step + 1, self.run.recipe.train.energy_bound
-        watched = {k: metrics[k] for k in ("loss", "e_pos", "e_neg", "grad_norm") if k in metrics}
+        names = [k for k in ("loss", "e_pos", "e_neg", "grad_norm") if k in metrics]
+        values = torch.stack([torch.as_tensor(metrics[k], dtype=torch.float32, device=metrics["loss"].device) for k in names])
+        bad = ~torch.isfinite(values).all()
+        if bound is not None:
+            bad = bad | (values[names.index("e_pos")].abs() > bound)
+        if not bool(bad):
+            return
+        watched = dict(zip(names, values.tolist(), strict=True))
         if not all(map(math.isfinite, watched.values())):
             shown = ", ".join(f"{k} {v}" for k, v in watched.items())
             raise TrainingDiverged(f"training diverged at step {step}: {shown} are not all finite", step)
@@ -193,7 +202,7 @@ class Trainer:
             buffer.push(result.x)
 
     # -- between updates ----------------------------------------------------------------------
-    def after_update(self, metrics: dict[str, float]) -> bool:
+    def after_update(self, metrics: dict[str, Any]) -> bool:
         """step end -> log -> evaluate -> checkpoint; True when the run must stop early."""
         run, settings, step = self.run, self.run.recipe.train, self.run.state.step
         out_of_time = settings.time_limit_s is not None and run.state.train_seconds >= settings.time_limit_s
@@ -201,6 +210,7 @@ class Trainer:
         run.hook.ebmkit_step_end(run=run, step=step, metrics=metrics)
         self._window_steps += 1
         if step % settings.log_every == 0 or step == settings.steps or out_of_time:
+            metrics = read_metrics(metrics)  # the window's one read of the device (it waits for its work)
             now = time.perf_counter()
             metrics["steps_per_s"] = self._window_steps / max(now - self._window_start, 1e-9)
             self._window_start, self._window_steps = now, 0

@@ -101,14 +101,16 @@ class SampleResult:
 
     :ivar x: the final samples, detached from any graph.
     :ivar trace: per-step means of the transitions' diagnostics, e.g.
-        ``trace["energy"][k]`` is the mean energy after step k.
-    :ivar x_graph: when ``keep_graph = k`` was asked: the last k steps redone from the same
-        state with the same random numbers, with their autograd graph kept (differentiable
-        with respect to the energy's parameters); otherwise None.
+        ``trace["energy"][k]`` is the mean energy after step k: a 1-D tensor, which may stay on
+        the sampler's device (the loop reads it only when it logs), or a list of floats.
+    :ivar x_graph: when ``keep_graph = k`` was asked: the samples again, with the autograd
+        graph of the last k steps (from a detached start) kept, so they are differentiable
+        with respect to the energy's parameters through those steps; ``x_graph.detach()``
+        equals ``x``. Otherwise None.
     """
 
     x: Tensor
-    trace: dict[str, list[float]] = attrs.field(factory=dict)
+    trace: dict[str, Tensor | list[float]] = attrs.field(factory=dict)
     x_graph: Tensor | None = None
 
 
@@ -125,7 +127,7 @@ class Sampler(Protocol):
 
 
 def max_graph_steps(sampler: Any) -> int:
-    """How many final steps ``sampler`` can redo with their graph (its optional ``max_graph_steps``)."""
+    """How many final steps ``sampler`` can keep the graph of (its optional ``max_graph_steps``)."""
     return int(getattr(sampler, "max_graph_steps", 0))
 
 
@@ -193,7 +195,7 @@ class TrainBatch:
     scale of a multi-scale energy apart, shape ``(B, S)`` (S = 1 for any other energy).
 
     :ivar x_neg: the sampler's samples (detached), or None when no term needs negatives.
-    :ivar x_neg_graph: the last k sampler steps redone with their graph, when a term's
+    :ivar x_neg_graph: the samples with the graph of the sampler's last k steps, when a term's
         ``needs.graph_steps`` asked for it; otherwise None.
     :ivar reference_set: the recipe's buffer when it keeps earlier samples for losses (a
         :class:`ReferenceSet`), otherwise None.
@@ -238,10 +240,14 @@ class TrainBatch:
 
 @attrs.define
 class LossOutput:
-    """A loss term's value (a scalar to minimise) and what it wants logged."""
+    """A loss term's value (a scalar to minimise) and what it wants logged.
+
+    Metrics may be floats or 0-d tensors; give tensors (detached) rather than ``float(t)``, which
+    waits for the device on every update: the loop reads them only when it logs.
+    """
 
     value: Tensor
-    metrics: dict[str, float] = attrs.field(factory=dict)
+    metrics: dict[str, float | Tensor] = attrs.field(factory=dict)
 
 
 @runtime_checkable

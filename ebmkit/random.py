@@ -1,5 +1,5 @@
-"""Random-number states: captured and restored, for a sampler that redoes steps with the same
-numbers and for a run state that must continue exactly where it stopped."""
+"""Random-number states: captured and restored, for work that must not disturb the run's random
+streams and for a run state that must continue exactly where it stopped."""
 
 from __future__ import annotations
 

@@ -71,9 +71,10 @@ class Run:
         """Record an event (``{"event": name, "message": text, ...}``): every ``ebmkit_event`` gets it."""
         self.hook.ebmkit_event(run=self, step=step, event=event)
 
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Log metrics: every logger (``ebmkit_log_metrics``) gets them."""
-        metrics = {k: v if isinstance(v, str) else float(v) for k, v in metrics.items()}  # text: a protocol line
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        """Log metrics (floats, 0-d tensors, or text such as a protocol line): every logger
+        (``ebmkit_log_metrics``) gets them as floats and text."""
+        metrics = read_metrics(metrics)
         self.latest.update(metrics)
         self.hook.ebmkit_log_metrics(run=self, step=step, metrics=metrics)
 
@@ -88,6 +89,21 @@ class Run:
         """What ``run.json`` holds: where the recipe came from, and every component's record."""
         components = {spec.where: spec.record() for specs in self.recipe.components.values() for spec in specs}
         return {"source": self.recipe.source, "threads": self.threads, "device": str(self.device), "components": components}
+
+
+def read_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as Python floats (text stays text), reading every tensor in one transfer per device."""
+    out: dict[str, Any] = dict(metrics)
+    by_device: dict[torch.device, list[str]] = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor):
+            by_device.setdefault(value.device, []).append(key)
+        elif not isinstance(value, str):
+            out[key] = float(value)
+    for keys in by_device.values():
+        values = torch.stack([metrics[k].detach().reshape(()).to(torch.float64) for k in keys]).tolist()
+        out.update(zip(keys, values, strict=True))
+    return out
 
 
 def default_out_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:

@@ -41,4 +41,4 @@ class DCDLogMeanExp:
             log_w = torch.full_like(differences[:, :1], math.log(self.stabilizer))
             differences = torch.cat([differences, log_w], dim=1)
         value = torch.logsumexp(differences, dim=1).mean()
-        return LossOutput(value, {"dcd/e_diffused": float(e_back.detach().mean())})
+        return LossOutput(value, {"dcd/e_diffused": e_back.detach().mean()})

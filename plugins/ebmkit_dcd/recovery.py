@@ -54,5 +54,5 @@ class DCDRecovery:
         if self.energy_l2:
             value = value + self.energy_l2 * ((e_data**2).mean() + (e_recovered**2).mean())
         shift = (x_tilde - batch.x_pos).flatten(1).norm(dim=1).mean()
-        metrics = {"dcd/e_recovered": float(e_recovered.detach().mean()), "dcd/recovery_distance": float(shift)}
+        metrics = {"dcd/e_recovered": e_recovered.detach().mean(), "dcd/recovery_distance": shift.detach()}
         return LossOutput(value, metrics)

@@ -25,7 +25,7 @@ def frozen_energy(energy, x: torch.Tensor, cond: torch.Tensor | None) -> torch.T
 class KLTerm:
     """Improved CD's KL term: E of the sampler's last step with the parameters frozen; its gradient flows through the sampler.
 
-    The sampler redoes its last ``last_steps`` steps with their autograd graph kept
+    The sampler computes its last ``last_steps`` steps with their autograd graph kept
     (``batch.x_neg_graph``); the loss is mean E_{stop_grad θ}(x_kl). So the parameter gradient is
     ∂E(x_kl)/∂x_kl · ∂x_kl/∂θ, through the gradient steps only, with no direct ∂E/∂θ term.
     """
@@ -42,4 +42,4 @@ class KLTerm:
     def __call__(self, batch: TrainBatch) -> LossOutput:
         cond = batch.cond[: self.chains] if batch.cond is not None else None
         value = frozen_energy(batch.energy, batch.x_neg_graph[: self.chains], cond).mean()
-        return LossOutput(value, {"kl/energy": float(value.detach())})
+        return LossOutput(value, {"kl/energy": value.detach()})

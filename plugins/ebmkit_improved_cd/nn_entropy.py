@@ -41,4 +41,4 @@ class NearestNeighbourEntropy:
         distance = torch.cdist(x.flatten(1), reference.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
         distance = distance.min(dim=1).values
         value = -torch.log(distance).mean()
-        return LossOutput(value, {"nn_entropy/active": 1.0, "nn_entropy/log_nn_distance": float(-value.detach())})
+        return LossOutput(value, {"nn_entropy/active": 1.0, "nn_entropy/log_nn_distance": -value.detach()})

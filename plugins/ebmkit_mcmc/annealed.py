@@ -8,7 +8,6 @@ import torch
 from ebmkit import energy_and_grad
 from ebmkit.params import INFINITE_OK, low_below_high
 from ebmkit.protocols import SampleResult
-from ebmkit.random import rng_state, set_rng_state
 
 
 def _at_most_t_max(instance, attribute, value):
@@ -61,17 +60,12 @@ class AnnealedLangevin:
         for k, (level, temperature) in enumerate(schedule):
             level_cond = torch.full((len(x),), level, device=x.device) if self.cond_on_level else cond
             last = k == len(schedule) - 1
-            if last and keep_graph:
-                before, rng = x, rng_state(x.device)
-            x_next, e, g = self._step(energy, x, temperature, level_cond, False)
-            if last and keep_graph:
-                after = rng_state(x.device)
-                set_rng_state(x.device, rng)
-                x_graph, _, _ = self._step(energy, before, temperature, level_cond, True)
-                set_rng_state(x.device, after)
+            # the last step keeps its graph when asked: computed once, it gives the samples and the graph
+            x_next, e, g = self._step(energy, x, temperature, level_cond, bool(last and keep_graph))
+            x_graph = x_next if last and keep_graph else None
             x = x_next.detach()
             energies.append(e.mean())
             grad_norms.append(g.mean())
             temps.append(temperature)
-        trace = {"energy": torch.stack(energies).tolist(), "grad_norm": torch.stack(grad_norms).tolist(), "temperature": temps}
-        return SampleResult(x, trace, x_graph if keep_graph else None)
+        trace = {"energy": torch.stack(energies), "grad_norm": torch.stack(grad_norms), "temperature": temps}
+        return SampleResult(x, trace, x_graph)

@@ -8,7 +8,6 @@ import torch
 from ebmkit.kinds import Key
 from ebmkit.params import Keyed, component
 from ebmkit.protocols import SampleResult, StepContext
-from ebmkit.random import rng_state, set_rng_state
 
 
 @attrs.frozen
@@ -64,19 +63,10 @@ class Chain:
         keep = min(int(keep_graph), self.steps)
         first_kept = self.steps - keep
         x = x0.detach()
-        x_before, rng = x, rng_state(x.device)
         for i in range(self.steps):
-            if i == first_kept:
-                x_before, rng = x, rng_state(x.device)
-            x = self._step(energy, x, i, cond, False, stats)
-        x_graph = None
-        if keep:
-            # Redo the last `keep` steps with the same random numbers, keeping their graph.
-            after = rng_state(x.device)
-            set_rng_state(x.device, rng)
-            x_graph = x_before
-            for i in range(first_kept, self.steps):
-                x_graph = self._step(energy, x_graph, i, cond, True, None)
-            set_rng_state(x.device, after)
-        trace = {key: torch.stack(values).tolist() for key, values in stats.items()}
-        return SampleResult(x.detach(), trace, x_graph)
+            # The last `keep` steps keep their graph, from a detached start: computed once, they
+            # give both the samples and the graph the KL term differentiates through.
+            x = self._step(energy, x.detach() if i == first_kept else x, i, cond, i >= first_kept, stats)
+        # per-step means stay on the device: reading them is the logger's business, not the hot loop's
+        trace = {key: torch.stack(values) for key, values in stats.items()}
+        return SampleResult(x.detach(), trace, x if keep else None)
