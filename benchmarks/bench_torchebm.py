@@ -40,7 +40,12 @@ per-sample gradient norm: one extra reduction over the gradient). torchebm is ru
 mode: ``return_trajectory=False`` (no trajectory copy per step), ``return_diagnostics=False``
 (which would cost one extra energy *forward* per kept step plus mean/var over the batch),
 ``thin=1``, no mixed precision, the default ``euler_maruyama`` integrator (one drift evaluation
-per step; ``heun`` etc. would evaluate the gradient more than once).
+per step; ``heun`` etc. would evaluate the gradient more than once). Counted with a
+TorchDispatchMode on the MLP case: the same energy forward/backward ops in both, 35.4 aten ops a
+step in all for ebmkit against 42 for torchebm.
+
+On a shared 2-core machine, 2 threads per process oversubscribe the cores and swamp the small
+case's timings; ``--threads 1`` gives steadier figures there.
 """
 
 from __future__ import annotations
@@ -240,7 +245,8 @@ def main() -> None:
         rows.append((name, r))
 
     print()
-    header = f"{'case':28s} {'stat':6s} {'ebmkit ms':>10s} {'torchebm ms':>12s} {'ebmkit st/s':>12s} {'torchebm st/s':>14s} {'torchebm/ebmkit':>16s}"
+    header = (f"{'case':28s} {'stat':6s} {'ebmkit ms':>10s} {'torchebm ms':>12s} {'ebmkit st/s':>12s} "
+              f"{'torchebm st/s':>14s} {'torchebm/ebmkit':>16s}")
     print(header)
     print("-" * len(header))
     for name, r in rows:

@@ -25,6 +25,7 @@ expression         energy                                        meaning
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import numbers
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from torch import nn
 
 from ebmkit.errors import EbmkitError
 from ebmkit.protocols import Conditioning, MultiScale
+from ebmkit.speed import eager
 
 Tensor = torch.Tensor
 
@@ -304,7 +306,7 @@ def energy_and_grad(energy: Energy, x: Tensor, cond: Tensor | None = None, *, cr
     parameters is kept. With ``create_graph=True`` the gradient stays differentiable
     with respect to the parameters (and x).
     """
-    with torch.enable_grad():
+    with torch.enable_grad(), eager() if create_graph else contextlib.nullcontext():
         x_in = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
         e = energy(x_in, cond)
         (grad,) = torch.autograd.grad(e.sum(), x_in, create_graph=create_graph)

@@ -44,6 +44,7 @@ from ebmkit.errors import EbmkitError, RunInterrupted, TrainingDiverged
 from ebmkit.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
 from ebmkit.recipe import Recipe
 from ebmkit.run import Run, read_metrics, setup, write_run_files
+from ebmkit.speed import channels_last_if
 
 #: A rollback's new random seed: the run's seed plus this times the number of rollbacks.
 RESEED_STRIDE = 1_000_003
@@ -118,7 +119,7 @@ class Trainer:
         run, state = self.run, self.run.state
         started = time.perf_counter()
         x_pos, cond = state.data.next_batch()
-        x_pos = x_pos.to(run.device)
+        x_pos = channels_last_if(x_pos.to(run.device), run.recipe.run.channels_last)
         cond = cond.to(run.device) if cond is not None else None
         batch = TrainBatch(run.model, x_pos, cond, reference_set=self.reference_set)
         result = self.sample(batch) if self.wants_negatives else None
@@ -139,6 +140,7 @@ class Trainer:
         components = self.run.components
         n = batch.x_pos.shape[0]
         x0 = components.buffer.draw(n, batch.x_pos) if components.buffer is not None else components.noise(n)
+        x0 = channels_last_if(x0, self.run.recipe.run.channels_last)
         result = components.sampler.sample(self.run.model, x0, cond=batch.cond, keep_graph=self.graph_steps)
         batch.x_neg, batch.x_neg_graph = result.x, result.x_graph
         return result

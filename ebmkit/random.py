@@ -36,3 +36,10 @@ def set_global_state(state: dict[str, Any]) -> None:
     if state.get("cuda") and torch.cuda.is_available():
         for index, cuda in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(cuda, index)
+
+
+def normal_like(x: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise of ``x``'s shape, dtype and device, drawn in logical (row-major) order
+    whatever ``x``'s memory format: a channels-last chain draws the numbers a contiguous one does
+    (``torch.randn_like`` fills memory order, which would give each element another number)."""
+    return torch.randn(x.shape, dtype=x.dtype, device=x.device)

@@ -47,6 +47,17 @@ class RunSettings:
     #: Also log scalars, sample grids and plots to TensorBoard (``pip install ebmkit[tensorboard]``),
     #: in the run folder's ``tensorboard/``.
     tensorboard: bool = False
+    #: Fast paths (docs/performance.md), each off by default. ``torch.compile`` the energy
+    #: (passes that are differentiated twice, such as improved CD's KL step, stay eager).
+    compile: bool = False
+    #: Capture the compiled energy's passes in CUDA graphs (``torch.compile`` mode
+    #: "reduce-overhead"); CUDA only, ignored with a note elsewhere.
+    cuda_graphs: bool = False
+    #: The energy's weights and 4-D inputs in the channels-last memory format.
+    channels_last: bool = False
+    #: Run the energy's forward under ``torch.autocast`` in this dtype ("bf16"); the energy
+    #: itself, and every loss and gradient reduction of it, stays float32.
+    autocast: Literal["bf16"] | None = None
 
     @name.validator
     def _plain_name(self, attribute: attrs.Attribute, value: str) -> None:

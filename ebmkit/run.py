@@ -29,6 +29,7 @@ from ebmkit.errors import EbmkitError
 from ebmkit.protocols import EvalContext
 from ebmkit.recipe import Recipe, RunSettings
 from ebmkit.registry import Registries, default_registries
+from ebmkit.speed import fast_energy
 from ebmkit.state import EMA, RunState
 
 #: Below this many parameters an energy trains on one CPU thread by default: its ops are so
@@ -192,6 +193,9 @@ def setup(
         out_dir.mkdir(parents=True, exist_ok=True)
         lock = lock_run_folder(out_dir)
     energy, optimizer = components.energy, components.optimizer
+    model, notes = fast_energy(energy, recipe.run, device)  # before the EMA copies the weights' memory format
+    for note in notes:
+        console.print(escape(note))
     ema = EMA(energy, recipe.train.ema) if recipe.train.ema is not None else None
     data = DataStream(components.dataset, recipe.train.batch_size, recipe.run.seed, world.rank, world.size)
     stateful = RunState.stateful_components(components.built, energy, optimizer)
@@ -199,7 +203,7 @@ def setup(
     hook = MainRankHooks(registries.pm.hook, world) if world.distributed else registries.pm.hook
     run = Run(recipe, out_dir, components, state, device, energy, hook, console,
               console.is_terminal if live is None else live, threads, lock=lock, world=world)
-    run.model = run.hook.ebmkit_wrap_energy(run=run, energy=energy) or energy
+    run.model = run.hook.ebmkit_wrap_energy(run=run, energy=model) or model
     if not resume and world.is_main:  # a resumed run rewrites them once its checkpoint is restored
         write_run_files(run)
     barrier(world)

@@ -6,6 +6,7 @@ from torch.func import functional_call
 
 from ebmkit.energy import is_multiscale
 from ebmkit.protocols import LossOutput, Needs, TrainBatch
+from ebmkit.speed import eager
 
 
 def frozen_energy(energy, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -16,9 +17,10 @@ def frozen_energy(energy, x: torch.Tensor, cond: torch.Tensor | None) -> torch.T
     """
     frozen = {name: p.detach() for name, p in energy.named_parameters()}
     frozen.update(dict(energy.named_buffers()))
-    if is_multiscale(energy):
-        return functional_call(energy, frozen, (x, cond), {"per_scale": True}, strict=False).mean(1)
-    return functional_call(energy, frozen, (x, cond), strict=False)
+    with eager():  # a compiled energy would recompile for the swapped-in parameters
+        if is_multiscale(energy):
+            return functional_call(energy, frozen, (x, cond), {"per_scale": True}, strict=False).mean(1)
+        return functional_call(energy, frozen, (x, cond), strict=False)
 
 
 @attrs.frozen

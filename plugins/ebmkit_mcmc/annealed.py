@@ -8,6 +8,7 @@ import torch
 from ebmkit import energy_and_grad
 from ebmkit.params import INFINITE_OK, low_below_high
 from ebmkit.protocols import SampleResult
+from ebmkit.random import normal_like
 
 
 def _at_most_t_max(instance, attribute, value):
@@ -44,7 +45,7 @@ class AnnealedLangevin:
 
     def _step(self, energy, x, temperature: float, cond, create_graph: bool):
         e, grad = energy_and_grad(energy, x, cond, create_graph=create_graph)
-        x = x - self.step_size * grad + math.sqrt(2 * self.step_size * temperature) * torch.randn_like(x)
+        x = x - self.step_size * grad + math.sqrt(2 * self.step_size * temperature) * normal_like(x)
         if self.clamp is not None:
             x = x.clamp(*self.clamp)
         return x, e.detach(), grad.detach().flatten(1).norm(dim=1)

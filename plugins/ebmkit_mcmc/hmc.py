@@ -7,6 +7,7 @@ import torch
 
 from ebmkit import energy_and_grad
 from ebmkit.protocols import StepContext, StepResult
+from ebmkit.random import normal_like
 
 
 def _sq_norm(t: torch.Tensor) -> torch.Tensor:
@@ -29,7 +30,7 @@ class HMC:
     def step(self, energy, x: torch.Tensor, ctx: StepContext) -> StepResult:
         eps, temp, graph = self.step_size, self.temperature, ctx.create_graph
         e0, grad = energy_and_grad(energy, x, ctx.cond, create_graph=graph)
-        p0 = math.sqrt(temp) * torch.randn_like(x)
+        p0 = math.sqrt(temp) * normal_like(x)
         p = p0 - 0.5 * eps * grad
         q = x
         for i in range(self.leapfrog_steps):

@@ -8,6 +8,7 @@ import torch
 from ebmkit import energy_and_grad
 from ebmkit.params import INFINITE_OK, low_below_high
 from ebmkit.protocols import StepContext, StepResult
+from ebmkit.random import normal_like
 
 
 @attrs.frozen(kw_only=True)
@@ -39,13 +40,13 @@ class Langevin:
         if self.anneal_noise:
             sigma = sigma * (ctx.total - ctx.index - 1) / ctx.total
         if self.noise_first:  # improved CD: noise, then a gradient step at the noised point
-            x = x + sigma * torch.randn_like(x)
+            x = x + sigma * normal_like(x)
         e, grad = energy_and_grad(energy, x, ctx.cond, create_graph=ctx.create_graph)
         if self.grad_clip is not None:
             grad = grad.clamp(-self.grad_clip, self.grad_clip)
         x = x - self.step_size * grad
         if not self.noise_first:
-            x = x + sigma * torch.randn_like(x)
+            x = x + sigma * normal_like(x)
         if self.clamp is not None:
             x = x.clamp(*self.clamp)
         grad_norm = grad.detach().flatten(1).norm(dim=1)

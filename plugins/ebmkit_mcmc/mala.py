@@ -7,6 +7,7 @@ import torch
 
 from ebmkit import energy_and_grad
 from ebmkit.protocols import StepContext, StepResult
+from ebmkit.random import normal_like
 
 
 def _sq_norm(t: torch.Tensor) -> torch.Tensor:
@@ -28,7 +29,7 @@ class MALA:
     def step(self, energy, x: torch.Tensor, ctx: StepContext) -> StepResult:
         eta, temp = self.step_size, self.temperature
         e, grad = energy_and_grad(energy, x, ctx.cond, create_graph=ctx.create_graph)
-        proposal = x - eta * grad + math.sqrt(2 * eta * temp) * torch.randn_like(x)
+        proposal = x - eta * grad + math.sqrt(2 * eta * temp) * normal_like(x)
         e_new, grad_new = energy_and_grad(energy, proposal, ctx.cond, create_graph=ctx.create_graph)
         log_forward = -_sq_norm(proposal - x + eta * grad) / (4 * eta * temp)
         log_backward = -_sq_norm(x - proposal + eta * grad_new) / (4 * eta * temp)
