@@ -7,7 +7,7 @@
     ebmkit_run_start
     evaluate "start" (not when resuming)
     repeat until [train].steps updates (or [train].time_limit_s of training):
-        update: draw starts -> sample -> losses -> step -> after-step
+        update: draw starts -> sample -> losses and backward -> step -> after-step
         ebmkit_step_end -> log (every log_every) -> evaluate "step" -> checkpoint (every checkpoint_every)
         on SIGINT / SIGTERM: checkpoint, then stop (RunInterrupted)
     evaluate "end" -> checkpoint
@@ -115,7 +115,7 @@ class Trainer:
 
     # -- one update ---------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
-        """draw starts -> sample -> losses -> step -> after-step; returns the update's metrics."""
+        """draw starts -> sample -> losses and backward -> step -> after-step; returns the update's metrics."""
         run, state = self.run, self.run.state
         started = time.perf_counter()
         x_pos, cond = state.data.next_batch()
@@ -146,20 +146,40 @@ class Trainer:
         return result
 
     def losses(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The weighted loss terms, summed and backpropagated into the parameters' gradients.
+
+        The terms that differentiate through the sampler's graph go first, and their backward
+        frees that graph before the other terms build theirs: peak memory is the larger of the
+        two parts, not their sum. Energies such a term computed (``batch.e_pos``, ...) are
+        computed again for the others.
+
+        :return: the total (detached) and the metrics (floats and 0-d tensors, read when logged).
+        """
+        self.run.state.optimizer.zero_grad(set_to_none=True)
+        placed_losses = self.run.components.losses
+        through_sampler = [p for p in placed_losses if needs_of(p.component).graph_steps]
         total = torch.zeros((), device=batch.x_pos.device)
-        metrics: dict[str, Any] = {}  # floats and 0-d tensors, read when logged
-        for placed in self.run.components.losses:
-            out = placed.component(batch)
-            total = total + placed.keys["weight"] * out.value
-            metrics[f"loss/{placed.name}"] = out.value.detach()
-            metrics.update(out.metrics)
+        metrics: dict[str, Any] = {}
+        for group in (through_sampler, [p for p in placed_losses if p not in through_sampler]):
+            cached, part = set(batch._cache), None
+            for placed in group:
+                out = placed.component(batch)
+                part = placed.keys["weight"] * out.value + (0 if part is None else part)
+                metrics[f"loss/{placed.name}"] = out.value.detach()
+                metrics.update(out.metrics)
+            if part is not None and part.requires_grad:
+                part.backward()
+            if part is not None:
+                total = total + part.detach()
+            if group is through_sampler:
+                batch.x_neg_graph = None
+                for key in set(batch._cache) - cached:  # their graphs are spent
+                    del batch._cache[key]
         return total, metrics
 
     def step(self, total: torch.Tensor, batch: TrainBatch, metrics: dict[str, Any]) -> None:
-        """Backward, clip, check for divergence, optimizer step."""
+        """Average the gradients over ranks, clip, check for divergence, optimizer step."""
         state, settings = self.run.state, self.run.recipe.train
-        state.optimizer.zero_grad(set_to_none=True)
-        total.backward()
         average_gradients(state.energy.parameters(), self.run.world)  # before clipping, as the reference does
         if settings.grad_clip:
             grad_norm = torch.nn.utils.clip_grad_norm_(state.energy.parameters(), settings.grad_clip)

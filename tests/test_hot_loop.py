@@ -12,6 +12,7 @@ import torch
 
 import ebmkit
 from ebmkit.loop import Trainer
+from ebmkit.protocols import TrainBatch
 from ebmkit.recipe import load
 from ebmkit.run import setup
 from tests.conftest import RECIPES
@@ -55,3 +56,32 @@ def test_an_update_reads_the_device_once_and_a_logged_update_once_more(recipe, t
     assert len(count_reads) == 2, count_reads  # the flag, and every metric in one tolist
     assert 'tolist' in count_reads[1]
     assert isinstance(trainer.run.latest["loss"], float) and "sampler/energy" in trainer.run.latest
+
+
+def test_terms_through_the_sampler_are_backpropagated_first_and_the_gradient_is_the_sum(tmp_path):
+    """The loop frees the sampler's graph before the other terms build theirs (two backward
+    passes); the parameter gradient is that of the summed loss all the same."""
+    overrides = ["data.size=512", "evaluators=[]", "sampler.steps=3", "train.batch_size=64", "losses.3.min_buffer=0"]
+    trainer = Trainer(setup(load(RECIPES / "improved_cd_8gaussians.toml", overrides), tmp_path, live=False))
+    run = trainer.run
+    run.components.buffer.push(torch.randn(256, 2))  # the entropy term is on
+
+    def sampled_batch():
+        torch.manual_seed(7)
+        x_pos = run.state.data.next_batch()[0]
+        batch = TrainBatch(run.model, x_pos, None, reference_set=trainer.reference_set)
+        result = run.components.sampler.sample(run.model, run.components.buffer.draw(64, x_pos), keep_graph=trainer.graph_steps)
+        batch.x_neg, batch.x_neg_graph = result.x, result.x_graph
+        return batch
+
+    data_state = run.state.data.state_dict()
+    total, metrics = trainer.losses(sampled_batch())
+    split = {name: p.grad.clone() for name, p in run.state.energy.named_parameters()}
+    assert metrics["nn_entropy/active"] == 1.0 and trainer.run.state.energy.state_dict()
+    run.state.data.load_state_dict(data_state)
+    batch = sampled_batch()
+    summed = sum(p.keys["weight"] * p.component(batch).value for p in run.components.losses)
+    grads = torch.autograd.grad(summed, list(run.state.energy.parameters()))
+    assert float(summed.detach()) == pytest.approx(float(total), rel=1e-6)
+    for (name, _), grad in zip(run.state.energy.named_parameters(), grads, strict=True):
+        torch.testing.assert_close(split[name], grad, rtol=1e-5, atol=1e-7)

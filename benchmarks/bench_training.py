@@ -1,0 +1,211 @@
+"""One improved-CD training iteration of ebmkit against its floor, with a breakdown, and peak memory.
+
+The iteration is recipes/improved_cd_cifar10.toml's (the CIFAR-10 energy: 6.64 M parameters,
+multi-scale, self-attention; K Langevin steps of step 100; a reservoir buffer of 10 000 that
+augments what it hands out; cd + energy_l2 + kl + nn_entropy 0.3; Adam; gradient clipping 0.5;
+EMA 0.99) at a reduced batch, on 32-px shapes images instead of CIFAR-10 files. The buffer is
+filled to its capacity first, so every iteration starts chains from it and the entropy term is
+on: a run's steady state.
+
+The floor is the same arithmetic written inline with bare torch, the passes that no
+implementation can avoid: K - 1 steps of forward and input gradient, the last one with its graph
+(``create_graph=True``), the positive and negative forwards, the KL forward with the parameters
+frozen, and the backward of the loss.
+
+    python benchmarks/bench_training.py [--batch 16] [--steps 10] [--rounds 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.func import functional_call
+
+from ebmkit.loop import Trainer
+from ebmkit.protocols import TrainBatch
+from ebmkit.recipe import load
+from ebmkit.run import setup
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "improved_cd_cifar10.toml"
+PLAIN_CD = "losses=[{name = 'cd', weight = 1.0}, {name = 'energy_l2', weight = 1.0}]"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def build_trainer(batch: int, steps: int, device: torch.device, extra: tuple[str, ...] = ()) -> Trainer:
+    """The CIFAR-10 recipe's trainer at ``batch`` and ``steps``, its buffer full."""
+    overrides = [
+        f"run.device='{device.type}'", "data={name = 'shapes', size = 2048, image_size = 32}",
+        f"train.batch_size={batch}", f"sampler.steps={steps}", "evaluators=[]", "train.log_every=50",
+        "train.checkpoint_every=0", "train.energy_bound=1e9", *extra,
+    ]
+    out = Path(tempfile.mkdtemp(prefix="ebmkit-bench-"))
+    trainer = Trainer(setup(load(RECIPE, overrides), out / "run", live=False))
+    buffer = trainer.run.components.buffer
+    while len(buffer) < buffer.capacity:
+        buffer.push(torch.rand(500, 3, 32, 32, device=device))
+    return trainer
+
+
+def ebmkit_iteration(trainer: Trainer) -> Callable[[], None]:
+    """One update and what follows it (logging every log_every-th), as the loop runs it."""
+    return lambda: trainer.after_update(trainer.update())
+
+
+def floor_iteration(trainer: Trainer) -> Callable[[], None]:
+    """The unavoidable passes of the same iteration, inline, on the same energy and batch."""
+    energy, state = trainer.run.model, trainer.run.state
+    transition = trainer.run.components.sampler.transitions[0].transition
+    step_size, steps = transition.step_size, trainer.run.components.sampler.steps
+    batch = trainer.run.recipe.train.batch_size
+    x_pos = torch.rand(batch, 3, 32, 32, device=trainer.run.device)
+    x0 = torch.rand(batch, 3, 32, 32, device=trainer.run.device)
+
+    def iteration() -> None:
+        x = x0
+        for _ in range(steps - 1):
+            x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(energy(x).sum(), x)
+            x = x - step_size * grad
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(energy(x).sum(), x, create_graph=True)
+        x_kl = x - step_size * grad
+        frozen = {name: p.detach() for name, p in energy.named_parameters()}
+        e_pos, e_neg = energy(x_pos), energy(x_kl.detach())
+        e_kl = functional_call(energy, frozen, (x_kl,))
+        loss = e_pos.mean() - e_neg.mean() + e_kl.mean()
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+
+    return iteration
+
+
+def breakdown(trainer: Trainer) -> dict[str, float]:
+    """Seconds per phase of one update (each phase timed on its own, the device synchronised)."""
+    run, state, device = trainer.run, trainer.run.state, trainer.run.device
+    out: dict[str, float] = {}
+
+    def phase(name: str, fn: Callable[[], object]) -> object:
+        synchronize(device)
+        start = time.perf_counter()
+        result = fn()
+        synchronize(device)
+        out[name] = out.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+    components = run.components
+    x_pos, cond = phase("data batch", lambda: state.data.next_batch())
+    x_pos = x_pos.to(device)
+    batch = TrainBatch(run.model, x_pos, cond, reference_set=trainer.reference_set)
+    x0 = phase("buffer draw and augmentation", lambda: components.buffer.draw(len(x_pos), x_pos))
+    result = phase("sampler (K steps, the last with its graph)",
+                   lambda: components.sampler.sample(run.model, x0, cond=cond, keep_graph=trainer.graph_steps))
+    batch.x_neg, batch.x_neg_graph = result.x, result.x_graph
+    total, metrics = phase("loss terms (forwards, entropy)", lambda: trainer.losses(batch))
+
+    def backward() -> None:
+        state.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+
+    phase("backward", backward)
+    settings = run.recipe.train
+    phase("gradient clipping", lambda: torch.nn.utils.clip_grad_norm_(state.energy.parameters(), settings.grad_clip))
+    phase("divergence flag", lambda: bool(torch.isfinite(total.detach())))
+    phase("optimizer step", state.optimizer.step)
+    phase("EMA", lambda: state.ema.update(state.energy))
+    phase("buffer push", lambda: components.buffer.push(result.x))
+    from ebmkit.run import read_metrics
+
+    per_log = phase("logging (per logged update)", lambda: run.log(state.step, read_metrics(metrics)))
+    del per_log
+    out["logging (per logged update)"] /= settings.log_every  # amortised over the logging window
+    return out
+
+
+def interleaved(variants: dict[str, Callable[[], None]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Each variant once per round, in an order that rotates every round; one warm-up each first."""
+    for fn in variants.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(timed(variants[name], device))
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"min_s": min(times), "median_s": statistics.median(times)}
+
+
+def peak_memory(batch: int, steps: int, device: str, losses: str) -> dict[str, float]:
+    """Peak memory of training iterations, in a fresh process: on CUDA the allocator's peak; on
+    the CPU the growth of the resident set's peak over the resident set once set up."""
+    code = f"""
+import json, resource, sys, torch
+sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from bench_training import build_trainer, PLAIN_CD
+device = torch.device({device!r})
+extra = (PLAIN_CD,) if {losses!r} == "plain" else ()
+trainer = build_trainer({batch}, {steps}, device, extra)
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+if device.type == "cuda":
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated() / 2**20
+else:
+    base = rss_mb()
+for _ in range(3):
+    trainer.after_update(trainer.update())
+if device.type == "cuda":
+    torch.cuda.synchronize(); peak = torch.cuda.max_memory_allocated() / 2**20
+else:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"base_mb": base, "peak_mb": peak, "iteration_mb": peak - base}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    trainer = build_trainer(args.batch, args.steps, device)
+    times = interleaved({"ebmkit": ebmkit_iteration(trainer), "floor": floor_iteration(trainer)}, args.rounds, device)
+    for name, t in times.items():
+        print(name, summary(t))
+    print(json.dumps(breakdown(trainer), indent=1))
+    for losses in ("improved", "plain"):
+        print(losses, peak_memory(args.batch, args.steps, args.device, losses))
+
+
+if __name__ == "__main__":
+    main()
