@@ -22,10 +22,10 @@ import time
 import torch
 
 import ebmkit
-from ebmkit.protocols import Scheduled
+
 from ebmkit_improved_cd.resnet import ResNetEnergy
 from ebmkit_mcmc.augment import Augment
-from ebmkit_mcmc.chain import Chain
+from ebmkit_mcmc.chain import Chain, Scheduled
 
 
 def timed(fn, device) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -74,16 +74,19 @@ def ebmkit_iteration(trainer: Trainer) -> Callable[[], None]:
     return lambda: trainer.after_update(trainer.update())
 
 
-def floor_iteration(trainer: Trainer) -> Callable[[], None]:
-    """The unavoidable passes of the same iteration, inline, on the same energy and batch."""
-    energy, state = trainer.run.model, trainer.run.state
+def floor_iteration(trainer: Trainer, phases: dict[str, float] | None = None) -> Callable[[], None]:
+    """The unavoidable passes of the same iteration, inline, on the same energy and batch.
+
+    With ``phases``, the sampler's part and the loss-and-backward part are timed apart into it.
+    """
+    energy, state, device = trainer.run.model, trainer.run.state, trainer.run.device
     transition = trainer.run.components.sampler.transitions[0].transition
     step_size, steps = transition.step_size, trainer.run.components.sampler.steps
     batch = trainer.run.recipe.train.batch_size
-    x_pos = torch.rand(batch, 3, 32, 32, device=trainer.run.device)
-    x0 = torch.rand(batch, 3, 32, 32, device=trainer.run.device)
+    x_pos = torch.rand(batch, 3, 32, 32, device=device)
+    x0 = torch.rand(batch, 3, 32, 32, device=device)
 
-    def iteration() -> None:
+    def sample() -> tuple[torch.Tensor, torch.Tensor]:
         x = x0
         for _ in range(steps - 1):
             x = x.detach().requires_grad_(True)
@@ -91,13 +94,29 @@ def floor_iteration(trainer: Trainer) -> Callable[[], None]:
             x = x - step_size * grad
         x = x.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(energy(x).sum(), x, create_graph=True)
-        x_kl = x - step_size * grad
+        return x - step_size * grad
+
+    def loss_and_backward(x_kl: torch.Tensor) -> None:
         frozen = {name: p.detach() for name, p in energy.named_parameters()}
         e_pos, e_neg = energy(x_pos), energy(x_kl.detach())
         e_kl = functional_call(energy, frozen, (x_kl,))
         loss = e_pos.mean() - e_neg.mean() + e_kl.mean()
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+
+    def iteration() -> None:
+        if phases is None:
+            loss_and_backward(sample())
+            return
+        synchronize(device)
+        started = time.perf_counter()
+        x_kl = sample()
+        synchronize(device)
+        middle = time.perf_counter()
+        loss_and_backward(x_kl)
+        synchronize(device)
+        phases["sampler (K steps, the last with its graph)"] = middle - started
+        phases["loss terms and backward"] = time.perf_counter() - middle
 
     return iteration
 
@@ -123,13 +142,7 @@ def breakdown(trainer: Trainer) -> dict[str, float]:
     result = phase("sampler (K steps, the last with its graph)",
                    lambda: components.sampler.sample(run.model, x0, cond=cond, keep_graph=trainer.graph_steps))
     batch.x_neg, batch.x_neg_graph = result.x, result.x_graph
-    total, metrics = phase("loss terms (forwards, entropy)", lambda: trainer.losses(batch))
-
-    def backward() -> None:
-        state.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-
-    phase("backward", backward)
+    total, metrics = phase("loss terms and backward", lambda: trainer.losses(batch))
     settings = run.recipe.train
     phase("gradient clipping", lambda: torch.nn.utils.clip_grad_norm_(state.energy.parameters(), settings.grad_clip))
     phase("divergence flag", lambda: bool(torch.isfinite(total.detach())))
@@ -161,32 +174,44 @@ def summary(times: list[float]) -> dict[str, float]:
 
 
 def peak_memory(batch: int, steps: int, device: str, losses: str) -> dict[str, float]:
-    """Peak memory of training iterations, in a fresh process: on CUDA the allocator's peak; on
-    the CPU the growth of the resident set's peak over the resident set once set up."""
+    """Peak memory of a training iteration (the third), in a fresh process.
+
+    On CUDA, ``torch.cuda.max_memory_allocated``; on the CPU, the peak of the profiler's memory
+    timeline (every tensor allocation, weights, optimizer state and buffer included, which the
+    resident set would blur with the allocator's caching). ``base_mb`` is what was allocated
+    before the iteration, ``iteration_mb`` what the iteration added at its peak.
+    """
     code = f"""
-import json, resource, sys, torch
+import json, sys, tempfile, warnings, torch
 sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
 from bench_training import build_trainer, PLAIN_CD
 device = torch.device({device!r})
-extra = (PLAIN_CD,) if {losses!r} == "plain" else ()
-trainer = build_trainer({batch}, {steps}, device, extra)
-def rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-if device.type == "cuda":
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated() / 2**20
-else:
-    base = rss_mb()
-for _ in range(3):
+trainer = build_trainer({batch}, {steps}, device, (PLAIN_CD,) if {losses!r} == "plain" else ())
+for _ in range(2):
     trainer.after_update(trainer.update())
 if device.type == "cuda":
-    torch.cuda.synchronize(); peak = torch.cuda.max_memory_allocated() / 2**20
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    trainer.after_update(trainer.update())
+    torch.cuda.synchronize(); peak = torch.cuda.max_memory_allocated()
 else:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"base_mb": base, "peak_mb": peak, "iteration_mb": peak - base}}))
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        trainer.after_update(trainer.update())
+    path = tempfile.mktemp(suffix=".json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof.export_memory_timeline(path, device="cpu")
+    times, sizes = json.load(open(path))
+    totals = [sum(s) for s in sizes]
+    base, peak = totals[0], max(totals)
+mb = 2 ** 20
+print(json.dumps({{"base_mb": base / mb, "peak_mb": peak / mb, "iteration_mb": (peak - base) / mb}}))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
