@@ -249,6 +249,14 @@ def section_threads(args) -> dict:
     return out
 
 
+def measured(section: dict) -> str:
+    """How a section was measured, when it says (rounds, load average before and after)."""
+    run = section.get("run")
+    if not run:
+        return ""
+    return f" Measured {run['date']}, {run['rounds']} rounds, load average {run['load_average'][0]:.2f} → {run['load_average'][1]:.2f}."
+
+
 def fmt(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
@@ -261,6 +269,30 @@ def markdown(results: dict) -> str:
         "variants timed side by side in one run, interleaved over rounds; min is the least disturbed",
         "round, median the typical one. Absolute times depend on the machine and its load; the ratios",
         "are what to compare.", "",
+        "## What keeps the loop at its floor", "",
+        "- The sampler's last step, which improved CD's KL term differentiates through, is computed once with its",
+        "  graph; the reference code runs it without the graph and then again with it.",
+        "- The terms that differentiate through the sampler (KL, entropy) are backpropagated first, which frees",
+        "  the sampler's graph before the positive and negative forwards are built: peak memory is the larger",
+        "  part, not the sum.",
+        "- Nothing in an update waits for the device but one divergence flag: the metrics and the sampler's",
+        "  traces stay tensors on the device, and a logged update reads them all in one transfer.",
+        "- Augmentation runs batched on the device; the buffer stores uint8 and draws by index.", "",
+        "## The fast paths", "",
+        "Each is a `[run]` switch, off by default, with a test that it trains what the plain path trains",
+        "(tests/test_fast_paths.py):", "",
+        "- `compile = true`: `torch.compile` of the energy (its forward and, through AOTAutograd, the input-gradient",
+        "  pass of every first-order sampler step). The compiler cannot differentiate its own backward again, so",
+        "  the passes whose graph is differentiated twice (improved CD's KL step) and the KL term's functional",
+        "  call with frozen parameters run the same module eagerly. Compiling the ResNet energies takes minutes",
+        "  on a CPU.",
+        "- `cuda_graphs = true`: compile mode \"reduce-overhead\", which captures the fixed-shape passes in CUDA",
+        "  graphs; CUDA only (elsewhere it is reported and ignored).",
+        "- `channels_last = true`: the weights and the chains in the channels-last memory format; sampler noise is",
+        "  drawn in logical order, so a channels-last chain draws the numbers a contiguous one does.",
+        "- `autocast = \"bf16\"`: the forward under bfloat16 autocast, the energy returned in float32 (so every",
+        "  loss and the input gradient's starting sum are float32). On the CIFAR-10 energy it moves the energy by",
+        "  about 2% and the input gradient by about 4%: a trade of precision for speed on GPUs with bf16 units.", "",
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}, Python {m['python']}, {m['threads']} threads; "
         f"device {results['device']}{' (' + m['gpu'] + ')' if 'gpu' in m else ''}; "
         f"load average {m['load_average_start'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end; "
@@ -269,7 +301,7 @@ def markdown(results: dict) -> str:
     s = results["sections"]
     if "sampler" in s:
         lines += ["## Sampler against its floor", "", f"{s['sampler']['what']}. The floor is the same steps written inline "
-                  "with bare `torch.autograd.grad`. Goal: ≤ 1.05.", "", "| | min | median |", "|---|---|---|"]
+                  "with bare `torch.autograd.grad`. Goal: ≤ 1.05." + measured(s["sampler"]), "", "| | min | median |", "|---|---|---|"]
         lines += [f"| {k} | {fmt(v['min_s'])} | {fmt(v['median_s'])} |" for k, v in s["sampler"]["times"].items()]
         lines += [f"| **{k}** | **{v['min']:.3f}** | **{v['median']:.3f}** |" for k, v in s["sampler"]["ratios"].items()] + [""]
     if "iteration" in s:
@@ -279,7 +311,7 @@ def markdown(results: dict) -> str:
                   "negative forwards, the KL forward with frozen parameters, the backward. The reference code is "
                   "github.com/yilundu/improved_contrastive_divergence's own loop body and functions "
                   "(benchmarks/bench_reference.py), which run the last step twice (without and with its graph); ebmkit "
-                  "runs it once.", "", "| | min | median |", "|---|---|---|"]
+                  "runs it once." + measured(it), "", "| | min | median |", "|---|---|---|"]
         lines += [f"| {k} | {fmt(v['min_s'])} | {fmt(v['median_s'])} |" for k, v in it["times"].items()]
         lines += [f"| **{k}** | **{v['min']:.3f}** | **{v['median']:.3f}** |" for k, v in it["ratios"].items()]
         lines += ["", "Where ebmkit's iteration goes (each phase timed once, on its own), beside the floor's part of the "
@@ -294,19 +326,19 @@ def markdown(results: dict) -> str:
         lines += ["## Peak memory: improved CD against plain CD", "", mem["what"] + ". On the CPU, from the profiler's "
                   "memory timeline of the third iteration (tensor allocations); on CUDA, `torch.cuda.max_memory_allocated`. "
                   "The terms that differentiate through the sampler are backpropagated first, which frees the sampler's "
-                  "graph before the other terms build theirs. Goal: peak ≤ 1.3.", "",
+                  "graph before the other terms build theirs. Goal: peak ≤ 1.3." + measured(mem), "",
                   "| | peak MB | before the iteration MB | the iteration adds MB |", "|---|---|---|---|"]
         for k in ("improved", "plain"):
             lines.append(f"| {k} CD | {mem[k]['peak_mb']:.0f} | {mem[k]['base_mb']:.0f} | {mem[k]['iteration_mb']:.0f} |")
         lines += [f"| **improved / plain** | **{mem['ratio']['peak']:.2f}** | | **{mem['ratio']['iteration']:.2f}** |", ""]
     if "scaling" in s:
-        lines += ["## How an iteration's cost grows", "", s["scaling"]["what"] + ".", "",
+        lines += ["## How an iteration's cost grows", "", s["scaling"]["what"] + "." + measured(s["scaling"]), "",
                   "| batch | steps | ebmkit min | floor min | ebmkit / floor |", "|---|---|---|---|---|"]
         lines += [f"| {r['batch']} | {r['steps']} | {fmt(r['ebmkit']['min_s'])} | {fmt(r['floor']['min_s'])} | {r['ratio_min']:.3f} |"
                   for r in s["scaling"]["rows"]] + [""]
     if "fast_paths" in s:
         fp = s["fast_paths"]
-        lines += ["## Fast paths", "", fp["what"] + ". `[run]` switches: docs/recipes.md.", "",
+        lines += ["## Fast paths", "", fp["what"] + ". `[run]` switches: docs/recipes.md." + measured(fp), "",
                   "| path | iterations/s | Langevin steps/s |", "|---|---|---|"]
         lines += [f"| {k} | {fp['iterations_per_s'][k]:.3f} | {fp['langevin_steps_per_s'].get(k, float('nan')):.2f} |"
                   for k in fp["iterations_per_s"]] + [""]
@@ -316,31 +348,33 @@ def markdown(results: dict) -> str:
             lines += [f"Not measured in this run ({s['torchebm']['skipped']}).", ""]
         else:
             lines += ["torchebm's `LangevinDynamics` (installed beside, never a dependency) and ebmkit's chain, the same energy, "
-                      "start and noise (checked equal before timing). Ratio > 1: torchebm is slower.", "",
+                      "start and noise (checked equal before timing). Ratio > 1: torchebm is slower." + measured(s["torchebm"]), "",
                       "| case | ebmkit steps/s | torchebm steps/s | torchebm / ebmkit time (min, median) |", "|---|---|---|---|"]
             for k, v in s["torchebm"].items():
+                if k == "run":
+                    continue
                 lines.append(f"| {k} | {v['ebmkit']['steps_per_s_min']:.1f} | {v['torchebm']['steps_per_s_min']:.1f} | "
                              f"{v['ratio_min']:.2f}, {v['ratio_median']:.2f} |")
             lines.append("")
     if "augment" in s:
         a = s["augment"]
-        lines += ["## Augmentation", "", a["what"] + ".", "", "| | min | median |", "|---|---|---|"]
+        lines += ["## Augmentation", "", a["what"] + "." + measured(a), "", "| | min | median |", "|---|---|---|"]
         lines += [f"| {k} | {fmt(v['min_s'])} | {fmt(v['median_s'])} |" for k, v in a["times"].items()]
         lines += [f"| **{k}** | **{v['min']:.1f}×** | **{v['median']:.1f}×** |" for k, v in a["ratios"].items()]
         lines += ["", f"{a['images_per_s']:.0f} images/s batched.", ""]
     if "compose" in s:
         c = s["compose"]
-        lines += ["## Composition sampling", "", c["what"] + ".", "", "| | min | median |", "|---|---|---|"]
+        lines += ["## Composition sampling", "", c["what"] + "." + measured(c), "", "| | min | median |", "|---|---|---|"]
         lines += [f"| {k} | {fmt(v['min_s'])} | {fmt(v['median_s'])} |" for k, v in c["times"].items()]
         lines += [f"| **(a + b) / (a alone + b alone)** | **{c['ratio_min']:.3f}** | |", "",
                   f"{c['samples_per_s']:.1f} composed samples/s (20 steps each).", ""]
     if "threads" in s:
         lines += ["## Threads", "", "Training updates per second at 1 and 2 intra-op threads (benchmarks/bench_threads.py), "
                   "on an idle machine and with one core kept busy by another process. `[run].threads` defaults to 1 below "
-                  "1 M parameters and to torch's default above.", "", "| case | 1 thread it/s | 2 threads it/s | 1 / 2 |",
+                  "1 M parameters and to torch's default above." + measured(s["threads"]), "", "| case | 1 thread it/s | 2 threads it/s | 1 / 2 |",
                   "|---|---|---|---|"]
         lines += [f"| {k} | {v['1 thread it/s']:.2f} | {v['2 threads it/s']:.2f} | {v['1 / 2 threads']:.2f} |"
-                  for k, v in s["threads"].items() if isinstance(v, dict)] + [""]
+                  for k, v in s["threads"].items() if isinstance(v, dict) and k != "run"] + [""]
     if "gpu" not in m:
         lines += ["## GPU", "", "No GPU in this run. `python benchmarks/run_all.py --device cuda` on a CUDA machine fills the "
                   "fast-path table with bf16 autocast, CUDA graphs and torch.compile at batch 128.", ""]
@@ -357,19 +391,29 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out-json", default=str(ROOT / "benchmarks/results/performance.json"))
     parser.add_argument("--out-md", default=str(ROOT / "docs/performance.md"))
+    parser.add_argument("--from-json", help="only write the markdown, from the results of an earlier run")
     args = parser.parse_args()
+    if args.from_json:
+        Path(args.out_md).write_text(markdown(json.loads(Path(args.from_json).read_text())))
+        return
     args.device = torch.device(args.device)
     results = {"machine": machine(), "device": str(args.device), "rounds": args.rounds,
                "date": time.strftime("%Y-%m-%d"), "sections": {}}
     functions = {name: globals()[f"section_{name}"] for name in SECTIONS}
+    out_json = Path(args.out_json)
+    if set(args.only) != set(SECTIONS) and out_json.exists():  # a partial run updates its sections only
+        earlier = json.loads(out_json.read_text())
+        results["sections"] = earlier["sections"]
     for name in args.only:
-        started = time.perf_counter()
+        started, load_before = time.perf_counter(), os.getloadavg()[0]
         print(f"== {name}", flush=True)
         results["sections"][name] = functions[name](args)
+        results["sections"][name]["run"] = {"rounds": args.rounds, "date": results["date"],
+                                            "load_average": [load_before, os.getloadavg()[0]]}
         print(json.dumps(results["sections"][name], indent=1, default=str)[:3000], f"\n({time.perf_counter() - started:.0f} s)", flush=True)
     results["machine"]["load_average_end"] = os.getloadavg()
-    Path(args.out_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out_json).write_text(json.dumps(results, indent=1, default=str))
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=1, default=str))
     Path(args.out_md).write_text(markdown(results))
     print(f"wrote {args.out_json} and {args.out_md}")
 
