@@ -94,7 +94,8 @@ def ebmkit_wrap_energy(run: Run, energy: torch.nn.Module) -> torch.nn.Module | N
     Stops at the first non-None result.
 
     :param run: the run being set up.
-    :param energy: the energy, on the run's device.
+    :param energy: the energy, on the run's device; under :class:`ebmkit.speed.FastEnergy`
+        when the recipe turns on a ``[run]`` fast path (``.module`` is the energy).
     :return: the module to train through, or None to leave the energy as it is.
     """
 
