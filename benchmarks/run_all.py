@@ -294,9 +294,8 @@ def markdown(results: dict) -> str:
         "  loss and the input gradient's starting sum are float32). On the CIFAR-10 energy it moves the energy by",
         "  about 2% and the input gradient by about 4%: a trade of precision for speed on GPUs with bf16 units.", "",
         f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}, Python {m['python']}, {m['threads']} threads; "
-        f"device {results['device']}{' (' + m['gpu'] + ')' if 'gpu' in m else ''}; "
-        f"load average {m['load_average_start'][0]:.2f} at the start, {m['load_average_end'][0]:.2f} at the end; "
-        f"{results['rounds']} rounds; {results['date']}.", "",
+        f"device {results['device']}{' (' + m['gpu'] + ')' if 'gpu' in m else ''}. Each section says its rounds "
+        "and the machine's load average (1 minute) before and after it.", "",
     ]
     s = results["sections"]
     if "sampler" in s:
