@@ -254,7 +254,9 @@ def measured(section: dict) -> str:
     run = section.get("run")
     if not run:
         return ""
-    return f" Measured {run['date']}, {run['rounds']} rounds, load average {run['load_average'][0]:.2f} → {run['load_average'][1]:.2f}."
+    note = f" ({run['note']})" if "note" in run else ""
+    return (f" Measured {run['date']}, {run['rounds']} rounds, load average {run['load_average'][0]:.2f} → "
+            f"{run['load_average'][1]:.2f}{note}.")
 
 
 def fmt(seconds: float) -> str:
