@@ -144,7 +144,9 @@ def section_fast_paths(args) -> dict:
         paths["torch.compile"] = ("run.compile=true",)
     iteration = interleaved({name: ebmkit_iteration(build_trainer(batch, 10, args.device, extra))
                              for name, extra in paths.items()}, args.rounds, args.device)
-    from ebmkit.speed import FastEnergy
+    from copy import deepcopy as copy_module
+
+    from ebmkit.speed import channels_last_if, fast_energy
     from ebmkit_improved_cd.resnet import ResNetEnergy128
     from ebmkit_mcmc.chain import Chain, Scheduled
     import ebmkit
@@ -157,14 +159,11 @@ def section_fast_paths(args) -> dict:
     samplers: dict[str, Callable[[], None]] = {}
     for name, extra in paths.items():
         settings = load(ROOT / "recipes/quickstart.toml", list(extra)).run
-        model = energy
-        if name != "eager":
-            model = FastEnergy(energy, compile_mode="reduce-overhead" if settings.cuda_graphs else ("default" if settings.compile else None),
-                               channels_last=settings.channels_last, autocast=settings.autocast)
-        start = x0.contiguous(memory_format=torch.channels_last) if settings.channels_last else x0
+        copy = copy_module(energy)  # each path its own weights: channels-last converts them in place
+        model, _ = fast_energy(copy, settings, args.device)
+        start = channels_last_if(x0, settings.channels_last)
         samplers[name] = (lambda m=model, s=start: chain.sample(m, s))
     sampling = interleaved(samplers, max(2, args.rounds // 2), args.device)
-    energy.to(memory_format=torch.contiguous_format)
     return {
         "what": f"iterations/s: CIFAR-10 recipe at batch {batch}, 10 steps; Langevin steps/s: CelebA-HQ 128 energy "
                 f"(resnet_ebm_128 width 128) at batch {celeba_batch}, 5 steps",
@@ -255,7 +254,8 @@ def measured(section: dict) -> str:
     if not run:
         return ""
     note = f" ({run['note']})" if "note" in run else ""
-    return (f" Measured {run['date']}, {run['rounds']} rounds, load average {run['load_average'][0]:.2f} → "
+    on = f" on {run['device']} ({run['machine']})" if "device" in run else ""
+    return (f" Measured {run['date']}{on}, {run['rounds']} rounds, load average {run['load_average'][0]:.2f} → "
             f"{run['load_average'][1]:.2f}{note}.")
 
 
@@ -369,14 +369,16 @@ def markdown(results: dict) -> str:
         lines += [f"| {k} | {fmt(v['min_s'])} | {fmt(v['median_s'])} |" for k, v in c["times"].items()]
         lines += [f"| **(a + b) / (a alone + b alone)** | **{c['ratio_min']:.3f}** | |", "",
                   f"{c['samples_per_s']:.1f} composed samples/s (20 steps each).", ""]
-    if "threads" in s:
+    if "threads" in s and "skipped" in s["threads"]:
+        lines += ["## Threads", "", f"Not measured in this run ({s['threads']['skipped']}).", ""]
+    elif "threads" in s:
         lines += ["## Threads", "", "Training updates per second at 1 and 2 intra-op threads (benchmarks/bench_threads.py), "
                   "on an idle machine and with one core kept busy by another process. `[run].threads` defaults to 1 below "
                   "1 M parameters and to torch's default above." + measured(s["threads"]), "", "| case | 1 thread it/s | 2 threads it/s | 1 / 2 |",
                   "|---|---|---|---|"]
         lines += [f"| {k} | {v['1 thread it/s']:.2f} | {v['2 threads it/s']:.2f} | {v['1 / 2 threads']:.2f} |"
                   for k, v in s["threads"].items() if isinstance(v, dict) and k != "run"] + [""]
-    if "gpu" not in m:
+    if not any(section.get("run", {}).get("device", "cpu").startswith("cuda") for section in s.values()):
         lines += ["## GPU", "", "No GPU in this run. `python benchmarks/run_all.py --device cuda` on a CUDA machine fills the "
                   "fast-path table with bf16 autocast, CUDA graphs and torch.compile at batch 128.", ""]
     return "\n".join(lines)
@@ -409,7 +411,8 @@ def main() -> None:
         started, load_before = time.perf_counter(), os.getloadavg()[0]
         print(f"== {name}", flush=True)
         results["sections"][name] = functions[name](args)
-        results["sections"][name]["run"] = {"rounds": args.rounds, "date": results["date"],
+        results["sections"][name]["run"] = {"rounds": args.rounds, "date": results["date"], "device": str(args.device),
+                                            "machine": results["machine"].get("gpu", results["machine"]["cpu"]),
                                             "load_average": [load_before, os.getloadavg()[0]]}
         print(json.dumps(results["sections"][name], indent=1, default=str)[:3000], f"\n({time.perf_counter() - started:.0f} s)", flush=True)
     results["machine"]["load_average_end"] = os.getloadavg()

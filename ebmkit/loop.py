@@ -151,16 +151,18 @@ class Trainer:
         The terms that differentiate through the sampler's graph go first, and their backward
         frees that graph before the other terms build theirs: peak memory is the larger of the
         two parts, not their sum. Energies such a term computed (``batch.e_pos``, ...) are
-        computed again for the others.
+        computed again for the others, and ``batch.x_neg_graph`` is None for them.
 
         :return: the total (detached) and the metrics (floats and 0-d tensors, read when logged).
         """
         self.run.state.optimizer.zero_grad(set_to_none=True)
         placed_losses = self.run.components.losses
         through_sampler = [p for p in placed_losses if needs_of(p.component).graph_steps]
+        others = [p for p in placed_losses if not needs_of(p.component).graph_steps]
         total = torch.zeros((), device=batch.x_pos.device)
         metrics: dict[str, Any] = {}
-        for group in (through_sampler, [p for p in placed_losses if p not in through_sampler]):
+        trained = False
+        for group in (through_sampler, others):
             cached, part = set(batch._cache), None
             for placed in group:
                 out = placed.component(batch)
@@ -169,12 +171,16 @@ class Trainer:
                 metrics.update(out.metrics)
             if part is not None and part.requires_grad:
                 part.backward()
+                trained = True
             if part is not None:
                 total = total + part.detach()
             if group is through_sampler:
                 batch.x_neg_graph = None
                 for key in set(batch._cache) - cached:  # their graphs are spent
                     del batch._cache[key]
+        if not trained:
+            names = ", ".join(p.name for p in placed_losses)
+            raise EbmkitError(f"no loss term of this recipe ({names}) depends on the energy's parameters: there is nothing to train")
         return total, metrics
 
     def step(self, total: torch.Tensor, batch: TrainBatch, metrics: dict[str, Any]) -> None:
@@ -188,9 +194,10 @@ class Trainer:
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else total.new_zeros(())
         metrics["grad_norm"] = grad_norm.detach()
         metrics["loss"] = total.detach()
-        metrics["e_pos"] = batch.e_pos_scales.detach().mean()  # averaged over scales, as the reference logs it
-        if batch.x_neg is not None:
-            metrics["e_neg"] = batch.e_neg_scales.detach().mean()
+        with torch.no_grad():  # (computed afresh only when no term of the second backward pass used them)
+            metrics["e_pos"] = batch.e_pos_scales.detach().mean()  # averaged over scales, as the reference logs it
+            if batch.x_neg is not None:
+                metrics["e_neg"] = batch.e_neg_scales.detach().mean()
         self.check_divergence(metrics)
         state.optimizer.step()
 
@@ -199,11 +206,13 @@ class Trainer:
         computed on the device and read (the update's only host synchronisation)."""
         step, bound = self.run.state.step + 1, self.run.recipe.train.energy_bound
         names = [k for k in ("loss", "e_pos", "e_neg", "grad_norm") if k in metrics]
-        values = torch.stack([torch.as_tensor(metrics[k], dtype=torch.float32, device=metrics["loss"].device) for k in names])
+        loss = metrics["loss"]
+        values = torch.stack([torch.as_tensor(metrics[k], dtype=loss.dtype, device=loss.device) for k in names])
         bad = ~torch.isfinite(values).all()
         if bound is not None:
             bad = bad | (values[names.index("e_pos")].abs() > bound)
-        if not bool(bad):
+        # every rank stops (or rolls back) together: one rank alone would leave the others waiting
+        if not any_rank(bool(bad), self.run.world, self.run.device):
             return
         watched = dict(zip(names, values.tolist(), strict=True))
         if not all(map(math.isfinite, watched.values())):
@@ -214,6 +223,7 @@ class Trainer:
                 f"training diverged at step {step}: |mean E+| = {abs(watched['e_pos']):.3g} exceeds "
                 f"[train].energy_bound = {bound}", step,
             )
+        raise TrainingDiverged(f"training diverged at step {step} on another rank", step)
 
     def after_step(self, result: SampleResult | None) -> None:
         """Update the EMA, and offer the finished samples to the buffer."""

@@ -1,14 +1,14 @@
 """The faster paths a recipe can switch on in ``[run]``: ``compile``, ``cuda_graphs``,
 ``channels_last`` and ``autocast``. Each is off by default; off, the energy runs exactly as written.
 
-They wrap the energy the loop and the samplers call (``run.model``), never the trained module
-itself, so checkpoints, the EMA and ``state_dict`` keys are those of the plain energy.
+They wrap the energy the loop and the samplers call (``run.model``), so checkpoints, the EMA and
+``state_dict`` keys are those of the plain energy; only ``channels_last`` touches the energy
+itself, converting its weights (and so the EMA's copy) to that memory format in place.
 
 - ``compile``: ``torch.compile`` of the energy's forward; AOTAutograd compiles its backward too,
   which is the sampler's input-gradient pass. The compiler cannot differentiate its backward
   again, so every pass that keeps its graph for a second derivative (``energy_and_grad(...,
-  create_graph=True)``: improved CD's KL step) runs the same module eagerly
-  (:func:`eager`).
+  create_graph=True)``: improved CD's KL step) runs the same module uncompiled (:func:`eager`).
 - ``cuda_graphs``: compile with mode ``"reduce-overhead"``, which captures the fixed-shape
   forward and backward in CUDA graphs and replays them. CUDA only; on another device it is
   reported and ignored.
@@ -21,6 +21,7 @@ itself, so checkpoints, the EMA and ``state_dict`` keys are those of the plain e
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,12 +32,19 @@ from torch import nn
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16}
 
 
+_EAGER = contextvars.ContextVar("ebmkit_eager", default=False)
+
+
 @contextlib.contextmanager
 def eager() -> Iterator[None]:
-    """Compiled energies run eagerly inside, for the passes the compiler does not serve: a graph
-    that is differentiated twice, a functional call with parameters swapped in."""
-    with torch.compiler.set_stance("force_eager"):
+    """A :class:`FastEnergy` runs its energy uncompiled inside, for the passes the compiler does
+    not serve: a graph that is differentiated twice, a functional call with parameters swapped
+    in. Nothing else changes: other compiled code, a user's included, runs as it would."""
+    token = _EAGER.set(True)
+    try:
         yield
+    finally:
+        _EAGER.reset(token)
 
 
 class FastEnergy(nn.Module):
@@ -53,10 +61,11 @@ class FastEnergy(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        call = self.module if _EAGER.get() else self._call
         if self.autocast_dtype is None:
-            return self._call(x, cond, **kwargs)
+            return call(x, cond, **kwargs)
         with torch.autocast(x.device.type, dtype=self.autocast_dtype):
-            e = self._call(x, cond, **kwargs)
+            e = call(x, cond, **kwargs)
         return e.float()
 
     def __getattr__(self, name: str) -> Any:

@@ -18,7 +18,7 @@ from ebmkit.run import setup
 from tests.conftest import RECIPES
 
 OWN_CODE = (str(Path(ebmkit.__file__).parent), str(Path(__file__).parents[1] / "plugins"))
-READS = ("__bool__", "__float__", "__int__", "item", "tolist")
+READS = ("__bool__", "__float__", "__int__", "item", "tolist", "nonzero", "cpu")
 
 
 @pytest.fixture
@@ -38,10 +38,14 @@ def count_reads(monkeypatch):
     return reads
 
 
-@pytest.mark.parametrize("recipe", ["quickstart.toml", "improved_cd_8gaussians.toml"])
-def test_an_update_reads_the_device_once_and_a_logged_update_once_more(recipe, tmp_path, count_reads):
+SHAPES = ["data.image_size=16", "energy.width=8", "buffer.capacity=64", "losses.3.min_buffer=8"]  # augmented draws, entropy on
+
+
+@pytest.mark.parametrize("recipe, extra", [("quickstart.toml", []), ("improved_cd_8gaussians.toml", []),
+                                           ("improved_cd_shapes.toml", SHAPES)])
+def test_an_update_reads_the_device_once_and_a_logged_update_once_more(recipe, extra, tmp_path, count_reads):
     overrides = ["data.size=512", "evaluators=[]", "sampler.steps=3", "train.batch_size=64",
-                 "train.log_every=4", "train.steps=8", "train.energy_bound=1e6"]
+                 "train.log_every=4", "train.steps=8", "train.energy_bound=1e6", *extra]
     trainer = Trainer(setup(load(RECIPES / recipe, overrides), tmp_path, live=False))
     for _ in range(2):  # warm up the code paths
         trainer.after_update(trainer.update())
@@ -75,9 +79,11 @@ def test_terms_through_the_sampler_are_backpropagated_first_and_the_gradient_is_
         return batch
 
     data_state = run.state.data.state_dict()
-    total, metrics = trainer.losses(sampled_batch())
+    first = sampled_batch()
+    total, metrics = trainer.losses(first)
     split = {name: p.grad.clone() for name, p in run.state.energy.named_parameters()}
-    assert metrics["nn_entropy/active"] == 1.0 and trainer.run.state.energy.state_dict()
+    assert metrics["nn_entropy/active"] == 1.0
+    assert first.x_neg_graph is None  # freed after the first backward pass
     run.state.data.load_state_dict(data_state)
     batch = sampled_batch()
     summed = sum(p.keys["weight"] * p.component(batch).value for p in run.components.losses)
@@ -85,3 +91,16 @@ def test_terms_through_the_sampler_are_backpropagated_first_and_the_gradient_is_
     assert float(summed.detach()) == pytest.approx(float(total), rel=1e-6)
     for (name, _), grad in zip(run.state.energy.named_parameters(), grads, strict=True):
         torch.testing.assert_close(split[name], grad, rtol=1e-5, atol=1e-7)
+
+
+def test_a_recipe_whose_terms_do_not_depend_on_the_weights_is_refused(tmp_path, install_plugin):
+    source = (
+        "import torch\nfrom ebmkit import hookimpl\nfrom ebmkit.protocols import LossOutput\n\n"
+        "def constant():\n    return lambda batch: LossOutput(torch.zeros(()))\n\n"
+        "@hookimpl\ndef ebmkit_register_losses(register):\n    register('constant', constant)\n"
+    )
+    registries = install_plugin("ebmkit-constant", "ebmkit_constant", source)
+    recipe = load(RECIPES / "quickstart.toml", ["data.size=512", "evaluators=[]", "losses=[{name = 'constant'}]"], registries)
+    trainer = Trainer(setup(recipe, tmp_path, live=False, registries=registries))
+    with pytest.raises(ebmkit.EbmkitError, match="no loss term of this recipe \\(constant\\) depends on the energy's parameters"):
+        trainer.update()

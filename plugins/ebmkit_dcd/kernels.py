@@ -9,6 +9,7 @@ import attrs
 import torch
 
 from ebmkit import Energy
+from ebmkit.random import normal_like
 
 
 def sigma_fits_kernel(instance, attribute, sigma):
@@ -36,7 +37,7 @@ class GaussianKernel:
         return 1.0 if self.kernel == "ve" else math.sqrt(1.0 - self.sigma**2)
 
     def diffuse(self, x: torch.Tensor) -> torch.Tensor:
-        return self.alpha * x + self.sigma * torch.randn_like(x)
+        return self.alpha * x + self.sigma * normal_like(x)
 
     def backward_proposals(self, y: torch.Tensor, num: int) -> torch.Tensor:
         """``num`` draws per row of ``y`` from x' ~ N(y/α, (σ/α)²I), shape (B·num, ...), grouped by row.
@@ -45,7 +46,7 @@ class GaussianKernel:
         averaging exp(−U(x')) over these draws estimates exp(−U_t(y)) up to a constant.
         """
         centre = (y / self.alpha).repeat_interleave(num, dim=0)
-        return centre + (self.sigma / self.alpha) * torch.randn_like(centre)
+        return centre + (self.sigma / self.alpha) * normal_like(centre)
 
     def tether(self, y: torch.Tensor) -> Energy:
         """−log Q(y|x) as an energy of x (up to a constant): adding it to U gives the recovery posterior."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import attrs
@@ -121,20 +122,22 @@ class Augment:
 
     @staticmethod
     def _apply_some(x: torch.Tensor, prob: float, op) -> None:
-        """Replace, in place, each sample with probability ``prob`` by ``op`` of it."""
+        """Replace, in place, each sample with probability ``prob`` by ``op`` of it.
+
+        ``op`` runs on the whole batch and a mask picks the rows: selecting the chosen rows first
+        would make the host wait for the device to learn how many there are, every draw.
+        """
         if prob <= 0:
             return
-        chosen = (torch.rand(len(x), device=x.device) < prob).nonzero().squeeze(1)
-        if len(chosen):
-            x.index_copy_(0, chosen, op(x.index_select(0, chosen)))
+        chosen = (torch.rand(len(x), device=x.device) < prob).view(-1, *([1] * (x.dim() - 1)))
+        x.copy_(torch.where(chosen, op(x), x))
 
     def random_resized_crop(self, x: torch.Tensor, tries: int = 10) -> torch.Tensor:
         b, _, height, width = x.shape
         device, area = x.device, height * width
         low, high = self._setting("crop_scale")
-        log_ratio = torch.log(torch.tensor(self.crop_ratio, device=device))
         scale = torch.empty(b, tries, device=device).uniform_(low, high)
-        ratio = torch.exp(torch.empty(b, tries, device=device).uniform_(float(log_ratio[0]), float(log_ratio[1])))
+        ratio = torch.exp(torch.empty(b, tries, device=device).uniform_(*map(math.log, self.crop_ratio)))
         w = torch.sqrt(area * scale * ratio).round()
         h = torch.sqrt(area * scale / ratio).round()
         ok = (w > 0) & (h > 0) & (w <= width) & (h <= height)
@@ -186,24 +189,17 @@ class Augment:
             _shift_hue,
         )
         # torchvision applies the four operations in a random order; here the order is drawn per
-        # sample. At each position the batch is grouped by the operation it draws there, so each
-        # operation runs once, on a contiguous slice.
+        # sample. At each position every operation runs on the whole batch and a mask keeps, per
+        # sample, the one it draws there: four cheap element-wise passes, and no host wait to
+        # learn how many samples drew which.
         if order is None:
             order = torch.rand(b, 4, device=device).argsort(1)
-        arrangement = torch.arange(b, device=device)  # which original sample sits in each row of x
         for position in range(4):
-            op_of_row = order.index_select(0, arrangement)[:, position]
-            regroup = op_of_row.argsort()
-            arrangement = arrangement.index_select(0, regroup)
-            x = x.index_select(0, regroup)
-            row_factors = factors.index_select(0, arrangement)
-            start = 0
-            for index, count in enumerate(torch.bincount(op_of_row, minlength=4).tolist()):
-                if count:
-                    rows = slice(start, start + count)
-                    x[rows] = ops[index](x[rows], row_factors[rows, index])
-                start += count
-        return x.index_select(0, arrangement.argsort())
+            drawn, out = order[:, position].view(-1, 1, 1, 1), x
+            for index, op in enumerate(ops):
+                out = torch.where(drawn == index, op(x, factors[:, index]), out)
+            x = out
+        return x
 
     def gaussian_blur(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
         b, c, height, width = x.shape
