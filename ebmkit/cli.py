@@ -219,11 +219,17 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.argument("kind", required=False)
 @click.argument("pattern", required=False, default="*")
 @click.option("--params", "show_params", is_flag=True, help="Show each component's parameters, requirements and what it provides.")
-def list_(kind: str | None, pattern: str, show_params: bool) -> None:
+@click.option("--markdown", is_flag=True, help="Print the recipe reference (every component, its parameters and the runner's tables) as markdown.")
+def list_(kind: str | None, pattern: str, show_params: bool, markdown: bool) -> None:
     """List registered components: name, plugin and summary (KIND: energies, samplers, ...)."""
     from ebmkit import params as params_
 
     registries = _registries()
+    if markdown:
+        from ebmkit.reference import recipe_reference
+
+        click.echo(recipe_reference(registries), nl=False)
+        return
     kinds = [registries[kind].kind.name] if kind else list(registries)
     for k in kinds:
         entries = registries[k].find(pattern)
