@@ -7,6 +7,7 @@ from ebmkit._hookimpl import hookimpl
 from ebmkit.checkpoint import load
 from ebmkit.energy import Energy, disjunction, energy_and_grad
 from ebmkit.expression import compose
+from ebmkit.protocols import EvalContext, LossOutput, Needs, SampleResult, StepContext, StepResult, TrainBatch
 from ebmkit.errors import EbmkitError, RecipeError, UnknownComponentError
 from ebmkit.registry import create, list_components
 from ebmkit.registry import default_registries as registries
@@ -17,6 +18,13 @@ __version__ = "0.1.0"
 __all__ = [
     "Energy",
     "EbmkitError",
+    "EvalContext",
+    "LossOutput",
+    "Needs",
+    "SampleResult",
+    "StepContext",
+    "StepResult",
+    "TrainBatch",
     "RecipeError",
     "UnknownComponentError",
     "compose",

@@ -32,3 +32,20 @@ def test_readme_commands_are_the_ones_ci_runs():
     readme = (ROOT / "README.md").read_text()
     assert "<!-- test-command -->" in readme and "<!-- quickstart-command -->" in readme
     assert "README.md" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_plugin_example_registers_a_transition_a_recipe_trains_with(tmp_path, install_plugin):
+    from ebmkit.loop import train
+    from ebmkit.recipe import load
+    from tests.conftest import RECIPES
+
+    readme = (ROOT / "README.md").read_text()
+    source = readme.split("<!-- readme-plugin -->\n```python\n", 1)[1].split("```", 1)[0]
+    registries = install_plugin("my-ebm-plugin", "my_package_plugin", source)
+    assert registries["transitions"].get("gradient_step").summary == "A noiseless gradient step, x <- x - step_size * grad E(x)."
+    recipe = load(RECIPES / "improved_cd_8gaussians.toml", [
+        "train.steps=3", "data.size=512", "evaluators=[]", "sampler.steps=2",
+        "sampler.transitions=[{name = 'gradient_step', step_size = 0.05}]",
+    ], registries)
+    result = train(recipe, tmp_path, live=False, registries=registries)
+    assert result.metrics["updates"] == 3

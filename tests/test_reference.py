@@ -32,3 +32,11 @@ def test_every_registered_component_has_a_section_with_its_parameters():
 def test_ebmkit_list_markdown_prints_it(run_cli):
     result = run_cli("list", "--markdown")
     assert result.exit_code == 0 and result.output == REFERENCE.read_text()
+
+
+def test_what_a_plugin_author_returns_and_receives_is_importable_from_ebmkit():
+    import ebmkit
+    import ebmkit.protocols as protocols
+
+    for name in ("StepContext", "StepResult", "SampleResult", "Needs", "TrainBatch", "LossOutput", "EvalContext"):
+        assert getattr(ebmkit, name) is getattr(protocols, name) and name in ebmkit.__all__
