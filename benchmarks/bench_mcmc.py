@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
@@ -26,16 +25,7 @@ import ebmkit
 from ebmkit_improved_cd.resnet import ResNetEnergy
 from ebmkit_mcmc.augment import Augment
 from ebmkit_mcmc.chain import Chain, Scheduled
-
-
-def timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+from timing import timed
 
 
 def bench_langevin(rounds: int, steps: int, device: torch.device) -> tuple[float, float]:

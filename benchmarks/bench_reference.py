@@ -109,7 +109,6 @@ import importlib.util
 import random
 import statistics
 import sys
-import time
 import timeit
 import types
 import warnings
@@ -118,6 +117,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from timing import timed
 
 # Top-level module names of the reference that an import of its train.py brings in.
 _REFERENCE_MODULES = ("train", "models", "utils", "downsample", "logger", "data")
@@ -359,16 +359,6 @@ def reference_iteration(ref_dir: Path, batch: int, steps: int, device: torch.dev
     return iteration
 
 
-def _timed(fn: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, required=True, help="checkout of yilundu/improved_contrastive_divergence")
@@ -387,7 +377,7 @@ def main() -> None:
 
     step = reference_iteration(args.reference, args.batch, args.steps, device)
     _timed(step, device)  # warm-up
-    times = [_timed(step, device) for _ in range(args.rounds)]
+    times = [timed(step, device) for _ in range(args.rounds)]
     quirk = 2 * min(_timed(timeit.timeit, device) for _ in range(3))  # the two timeit.timeit() calls per iteration
 
     print(f"reference: Improved CD train.py loop body, CIFAR-10 flags, {args.reference}")

@@ -55,13 +55,13 @@ import math
 import os
 import statistics
 import sys
-import time
 
 import torch
 from torch import nn
 
 import ebmkit
 from ebmkit_mcmc.chain import Chain, Scheduled
+from timing import timed
 
 INSTALL_HINT = (
     "torchebm is not importable. Install it into a separate folder (never into ebmkit's "
@@ -69,16 +69,6 @@ INSTALL_HINT = (
     "    .venv/bin/pip install --no-deps --target DIR torchebm\n"
     "then run with --torchebm-path DIR (or TORCHEBM_PATH=DIR)."
 )
-
-
-def timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def load_torchebm(path: str | None = None):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,23 +34,11 @@ from ebmkit.loop import Trainer
 from ebmkit.protocols import TrainBatch
 from ebmkit.recipe import load
 from ebmkit.run import setup
+from timing import synchronize
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "improved_cd_cifar10.toml"
 PLAIN_CD = "losses=[{name = 'cd', weight = 1.0}, {name = 'energy_l2', weight = 1.0}]"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def build_trainer(batch: int, steps: int, device: torch.device, extra: tuple[str, ...] = ()) -> Trainer:
@@ -149,28 +136,9 @@ def breakdown(trainer: Trainer) -> dict[str, float]:
     phase("optimizer step", state.optimizer.step)
     phase("EMA", lambda: state.ema.update(state.energy))
     phase("buffer push", lambda: components.buffer.push(result.x))
-    from ebmkit.run import read_metrics
-
-    per_log = phase("logging (per logged update)", lambda: run.log(state.step, read_metrics(metrics)))
-    del per_log
+    phase("logging (per logged update)", lambda: run.log(state.step, metrics))
     out["logging (per logged update)"] /= settings.log_every  # amortised over the logging window
     return out
-
-
-def interleaved(variants: dict[str, Callable[[], None]], rounds: int, device: torch.device) -> dict[str, list[float]]:
-    """Each variant once per round, in an order that rotates every round; one warm-up each first."""
-    for fn in variants.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            times[name].append(timed(variants[name], device))
-    return times
-
-
-def summary(times: list[float]) -> dict[str, float]:
-    return {"min_s": min(times), "median_s": statistics.median(times)}
 
 
 def peak_memory(batch: int, steps: int, device: str, losses: str) -> dict[str, float]:

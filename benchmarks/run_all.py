@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_mcmc  # noqa: E402
 import bench_threads  # noqa: E402
 import bench_training  # noqa: E402
-from bench_training import build_trainer, ebmkit_iteration, floor_iteration, interleaved, summary  # noqa: E402
+from bench_training import build_trainer, ebmkit_iteration, floor_iteration  # noqa: E402
+from timing import interleaved, summary  # noqa: E402
 
 from ebmkit.loop import Trainer  # noqa: E402
 from ebmkit.recipe import load  # noqa: E402

@@ -62,6 +62,12 @@ class Trainer:
     def __init__(self, run: Run):
         self.run = run
         needs = [needs_of(placed.component) for placed in run.components.losses]
+        #: the loss terms in the order they are backpropagated: those that differentiate through
+        #: the sampler's graph, then the others (Trainer.losses)
+        self.loss_groups = tuple(
+            [placed for placed, n in zip(run.components.losses, needs, strict=True) if bool(n.graph_steps) == through]
+            for through in (True, False)
+        )
         self.wants_negatives = any(n.negatives for n in needs)
         self.graph_steps = max((n.graph_steps for n in needs), default=0)
         buffer = run.components.buffer
@@ -156,13 +162,11 @@ class Trainer:
         :return: the total (detached) and the metrics (floats and 0-d tensors, read when logged).
         """
         self.run.state.optimizer.zero_grad(set_to_none=True)
-        placed_losses = self.run.components.losses
-        through_sampler = [p for p in placed_losses if needs_of(p.component).graph_steps]
-        others = [p for p in placed_losses if not needs_of(p.component).graph_steps]
+        through_sampler = self.loss_groups[0]
         total = torch.zeros((), device=batch.x_pos.device)
         metrics: dict[str, Any] = {}
         trained = False
-        for group in (through_sampler, others):
+        for group in self.loss_groups:
             cached, part = set(batch._cache), None
             for placed in group:
                 out = placed.component(batch)
@@ -179,7 +183,7 @@ class Trainer:
                 for key in set(batch._cache) - cached:  # their graphs are spent
                     del batch._cache[key]
         if not trained:
-            names = ", ".join(p.name for p in placed_losses)
+            names = ", ".join(p.name for p in self.run.components.losses)
             raise EbmkitError(f"no loss term of this recipe ({names}) depends on the energy's parameters: there is nothing to train")
         return total, metrics
 

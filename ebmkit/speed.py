@@ -59,8 +59,7 @@ class FastEnergy(nn.Module):
         object.__setattr__(self, "_call", torch.compile(module, mode=compile_mode) if compile_mode else module)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = channels_last_if(x, self.channels_last)
         call = self.module if _EAGER.get() else self._call
         if self.autocast_dtype is None:
             return call(x, cond, **kwargs)

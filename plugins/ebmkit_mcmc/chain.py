@@ -47,15 +47,14 @@ class Chain:
     def max_graph_steps(self) -> int:
         return self.steps
 
-    def _step(self, energy, x, i: int, cond, create_graph: bool, stats: dict[str, list[torch.Tensor]] | None):
+    def _step(self, energy, x, i: int, cond, create_graph: bool, stats: dict[str, list[torch.Tensor]]):
         ctx = StepContext(index=i, total=self.steps, cond=cond, create_graph=create_graph)
         for scheduled in self.transitions:
             if scheduled.every == 1 or (i + 1) % scheduled.every == 0:
                 result = scheduled.transition.step(energy, x, ctx)
                 x = result.x if create_graph else result.x.detach()
-                if stats is not None:
-                    for key, value in result.stats.items():
-                        stats.setdefault(key, []).append(value.float().mean())
+                for key, value in result.stats.items():
+                    stats.setdefault(key, []).append(value.float().mean())
         return x
 
     def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_graph: int = 0) -> SampleResult:
