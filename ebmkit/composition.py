@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 import torch
 
+from ebmkit import checked
 from ebmkit import expression as expression_
 from ebmkit.errors import EbmkitError, RecipeError, RecipeProblem, did_you_mean
 from ebmkit.kinds import kind_named
@@ -201,7 +202,7 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     with status:
         for start in range(0, settings.num_samples, settings.batch_size):
             n = min(settings.batch_size, settings.num_samples - start)
-            chunks.append(sampler.sample(energy, noise(n)).x.detach())
+            chunks.append(checked.sample(sampler, energy, noise(n)).x.detach())
     samples = torch.cat(chunks)
     save_image(samples.clamp(0, 1).cpu(), out / "samples.png", nrow=settings.nrow)
     safetensors.torch.save_file({"samples": samples.cpu().contiguous()}, str(out / "samples.safetensors"))
@@ -211,7 +212,7 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
                       cache_dir=run_folder_of(folders[names[0]]) / "cache")
     for name, evaluator in evaluators:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            found = evaluator.evaluate(ctx) or {}
+            found = checked.evaluate(evaluator, ctx)
         metrics.update({f"{name}/{k}": v for k, v in found.items()})
     record = {
         "expression": settings.expression,

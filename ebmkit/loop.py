@@ -38,6 +38,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
+from ebmkit import checked
 from ebmkit.checkpoint import check_finite_weights, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
 from ebmkit.distributed import any_rank, average_gradients, barrier, mean_over_ranks
 from ebmkit.errors import EbmkitError, RunInterrupted, TrainingDiverged
@@ -145,9 +146,9 @@ class Trainer:
     def sample(self, batch: TrainBatch) -> SampleResult:
         components = self.run.components
         n = batch.x_pos.shape[0]
-        x0 = components.buffer.draw(n, batch.x_pos) if components.buffer is not None else components.noise(n)
+        x0 = checked.draw(components.buffer, n, batch.x_pos) if components.buffer is not None else components.noise(n)
         x0 = channels_last_if(x0, self.run.recipe.run.channels_last)
-        result = components.sampler.sample(self.run.model, x0, cond=batch.cond, keep_graph=self.graph_steps)
+        result = checked.sample(components.sampler, self.run.model, x0, cond=batch.cond, keep_graph=self.graph_steps)
         batch.x_neg, batch.x_neg_graph = result.x, result.x_graph
         return result
 
@@ -169,7 +170,7 @@ class Trainer:
         for group in self.loss_groups:
             cached, part = set(batch._cache), None
             for placed in group:
-                out = placed.component(batch)
+                out = checked.loss(placed.component, batch)
                 part = placed.keys["weight"] * out.value + (0 if part is None else part)
                 metrics[f"loss/{placed.name}"] = out.value.detach()
                 metrics.update(out.metrics)

@@ -15,11 +15,14 @@ import importlib.metadata
 import os
 import traceback
 
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+
 import attrs
 import pluggy
 
 from ebmkit import hookspecs
-from ebmkit.errors import did_you_mean
+from ebmkit.errors import EbmkitError, did_you_mean
 
 ENTRY_POINT_GROUP = "ebmkit"
 AUTOLOAD_ENV = "EBMKIT_DISABLE_PLUGIN_AUTOLOAD"
@@ -28,6 +31,8 @@ OWN_DISTRIBUTION = "ebmkit"
 #: The core's own lifecycle plugins (like pytest's default plugins): registered directly,
 #: always, after the entry points. They implement the lifecycle hooks the way any plugin would.
 CORE_PLUGINS = ("ebmkit.builtin.evaluation", "ebmkit.builtin.metrics_file", "ebmkit.builtin.progress")
+#: Plugin objects registered in this process (:func:`registered`), as (name, object).
+_in_process: list[tuple[str, object]] = []
 
 
 @attrs.frozen
@@ -81,11 +86,18 @@ def _entry_points() -> list[tuple[importlib.metadata.EntryPoint, importlib.metad
     return sorted(found, key=lambda pair: (pair[1].metadata["Name"] != OWN_DISTRIBUTION, pair[0].name))
 
 
-def get_plugin_manager(*, autoload: bool | None = None) -> EbmkitPluginManager:
+def get_plugin_manager(
+    *, autoload: bool | None = None, only: Collection[str] | None = None, extra: Collection[object] = ()
+) -> EbmkitPluginManager:
     """Build a plugin manager and load the ``ebmkit`` entry points into it.
 
     :param autoload: load third-party plugins; by default, unless
         ``EBMKIT_DISABLE_PLUGIN_AUTOLOAD`` is set. ebmkit's own plugins always load.
+    :param only: load only the entry points with these names (``("toy", "mcmc")``), first-party
+        or not; ``autoload`` is then ignored. An unknown name is an error.
+    :param extra: plugin objects (modules, or objects with ``@ebmkit.hookimpl`` methods) to
+        register after the entry points, as a test registers the plugin it checks. Objects
+        registered with :func:`registered` are added too.
     :return: the manager. A plugin that raised while loading, or that implements a hook
         ebmkit does not define (a misspelled hook), is not registered; it is listed in
         ``pm.failures`` with its error, and every other plugin works.
@@ -96,9 +108,15 @@ def get_plugin_manager(*, autoload: bool | None = None) -> EbmkitPluginManager:
     for name in filter(None, (n.strip() for n in os.environ.get(BLOCK_ENV, "").split(","))):
         pm.set_blocked(name)
 
-    for ep, dist in _entry_points():
+    entry_points = _entry_points()
+    if only is not None:
+        _check_names(only, [ep.name for ep, _ in entry_points])
+    for ep, dist in entry_points:
         dist_name, version = dist.metadata["Name"], dist.version
-        if pm.is_blocked(ep.name) or (not autoload and dist_name != OWN_DISTRIBUTION):
+        if only is not None:
+            if ep.name not in only:
+                continue
+        elif pm.is_blocked(ep.name) or (not autoload and dist_name != OWN_DISTRIBUTION):
             continue
         info = PluginInfo(ep.name, dist_name, version, ep.value)
         if ep.name in pm.infos:
@@ -117,9 +135,48 @@ def get_plugin_manager(*, autoload: bool | None = None) -> EbmkitPluginManager:
     for module in CORE_PLUGINS:
         pm.register(importlib.import_module(module), name=module)
         pm.infos[module] = PluginInfo(module, OWN_DISTRIBUTION, importlib.metadata.version(OWN_DISTRIBUTION), module)
+    for name, plugin in [*_in_process, *((_name_of(p), p) for p in extra)]:
+        if pm.is_registered(plugin):
+            continue
+        if name in pm.infos:
+            raise EbmkitError(f"a plugin named {name!r} is already loaded; register the object under another name")
+        pm.register(plugin, name=name)
     _leave_out_unknown_hooks(pm)
     pm.check_pending()
     return pm
+
+
+def _name_of(plugin: object) -> str:
+    return getattr(plugin, "__name__", None) or f"{type(plugin).__name__}@{id(plugin):x}"
+
+
+def _check_names(only: Collection[str], available: list[str]) -> None:
+    for name in only:
+        if name not in available:
+            suggestion = did_you_mean(name, available)
+            hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+            raise EbmkitError(f"no ebmkit plugin is installed under the entry-point name {name!r}{hint}\n installed: {', '.join(sorted(set(available)))}")
+
+
+@contextmanager
+def registered(plugin: object, name: str | None = None) -> Iterator[object]:
+    """Register a plugin object in this process for the duration of the block.
+
+    Every plugin manager built inside the block (``ebmkit.registries()``, the CLI run in this
+    process, ``ebmkit.create``) includes it; the process-wide registries are reloaded on
+    entry and on exit. A subprocess (``torchrun``, ``ebmkit run`` in a shell) does not see it:
+    install the plugin for that.
+    """
+    from ebmkit.registry import reset_default_registries
+
+    entry = (name or _name_of(plugin), plugin)
+    _in_process.append(entry)
+    reset_default_registries()
+    try:
+        yield plugin
+    finally:
+        _in_process.remove(entry)
+        reset_default_registries()
 
 
 def _leave_out_unknown_hooks(pm: EbmkitPluginManager) -> None:
@@ -131,7 +188,7 @@ def _leave_out_unknown_hooks(pm: EbmkitPluginManager) -> None:
         for impl in caller.get_hookimpls():
             message = f"implements {name!r}, which is not an ebmkit hook"
             suggestion = did_you_mean(name, known)
-            message += f" - did you mean {suggestion!r}?" if suggestion else " (see docs/plugin_hooks.md)"
+            message += f" - did you mean {suggestion!r}?" if suggestion else " (ebmkit hooks lists them)"
             plugin_name = impl.plugin_name
             info = pm.infos.get(plugin_name) or PluginInfo(plugin_name, "(registered in-process)", "", repr(impl.plugin))
             pm.infos[plugin_name] = attrs.evolve(info, error=f"{info.error}; {message}" if info.error else message)

@@ -90,6 +90,11 @@ class Transition(Protocol):
 
     A transition that does not look at the energy (data augmentation) may be called with
     ``energy=None``, e.g. by a buffer that transforms what it draws.
+
+    With ``ctx.create_graph`` the returned ``x`` must stay differentiable with respect to the
+    energy's parameters (losses such as the improved-CD KL term differentiate through it). A
+    transition that cannot keep that graph (Gibbs sampling draws discrete states) says so with
+    a class attribute ``differentiable = False``; samplers then report that they keep no graph.
     """
 
     def step(self, energy: Energy | None, x: Tensor, ctx: StepContext) -> StepResult: ...

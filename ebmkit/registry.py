@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import traceback
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -112,6 +113,7 @@ class ComponentSpec:
                 self.where, f"{self.entry.label} ({self.entry.source}) built a {type(built).__name__}, which is not "
                 f"a {protocol.__module__}.{protocol.__name__}"
             )
+        _remember(built, f"{self.entry.label} ({self.entry.source}, at {self.where})")
         if on_built is not None:
             on_built(self, built)
         return built
@@ -136,6 +138,28 @@ class ComponentSpec:
             "name": self.entry.name, **{k: _plain(v) for k, v in self.keys.items()}, "params": params,
             "plugin": self.entry.plugin, "distribution": self.entry.distribution, "version": self.entry.version,
         }
+
+
+#: id of a built component -> (a weak reference to it, what built it), for messages about it.
+_built: dict[int, tuple[weakref.ref, str]] = {}
+
+
+def _remember(built: Any, description: str) -> None:
+    try:
+        ref = weakref.ref(built)
+    except TypeError:  # not weakly referable: messages fall back to its type
+        return
+    _built[id(built)] = (ref, description)
+    weakref.finalize(built, _built.pop, id(built), None)
+
+
+def describe(component: Any) -> str:
+    """What a built component is, for a message: ``transition 'mine' (plugin 'my_plugin' (my-plugin
+    0.1), at sampler.transitions[0])`` when a registry built it, else its type."""
+    found = _built.get(id(component))
+    if found is not None and found[0]() is component:
+        return found[1]
+    return f"{type(component).__module__}.{type(component).__qualname__}"
 
 
 def _out_of_memory(exc: BaseException) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 import torch
 
+from ebmkit import checked
 from ebmkit.data import chain_starts
 from ebmkit.energy import Energy
 from ebmkit.errors import EbmkitError, UnknownComponentError, did_you_mean
@@ -103,5 +104,5 @@ def sample(
             if shape is None:
                 raise EbmkitError("ebmkit.sample needs shape= (the shape of one sample) or x0=")
             x0 = chain_starts(shape, init, device)(n)
-        result = chain.sample(energy, x0.to(device), cond=cond)
+        result = checked.sample(chain, energy, x0.to(device), cond=cond)
     return result if return_result else result.x

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ebmkit import hookimpl
+from ebmkit import checked
 from ebmkit.builtin import progress
 
 
@@ -33,7 +34,7 @@ def run_evaluator(placed, ctx, seed: int | None = None) -> dict:
         with torch.random.fork_rng(devices=devices):
             if seed is not None:
                 torch.manual_seed(seed)
-            found = placed.component.evaluate(ctx)
+            found = checked.evaluate(placed.component, ctx)
     finally:
         ctx.energy.train()
     return {f"{placed.name}/{k}": v for k, v in (found or {}).items()}

@@ -5,6 +5,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
+from ebmkit import checked
 from ebmkit.params import component
 from ebmkit.protocols import LossOutput, Needs, StepContext, TrainBatch
 from ebmkit_dcd.kernels import GaussianKernel, sigma_fits_kernel
@@ -43,7 +44,7 @@ class DCDRecovery:
         posterior = energy + kernel.tether(y)
         x_tilde = y / kernel.alpha
         for k in range(self.steps):
-            x_tilde = self.transition.step(posterior, x_tilde, StepContext(k, self.steps, cond)).x
+            x_tilde = checked.step(self.transition, posterior, x_tilde, StepContext(k, self.steps, cond)).x
         return x_tilde.detach()
 
     def __call__(self, batch: TrainBatch) -> LossOutput:

@@ -5,6 +5,7 @@ from typing import Any
 import attrs
 import torch
 
+from ebmkit import checked
 from ebmkit.kinds import Key
 from ebmkit.params import Keyed, component
 from ebmkit.protocols import SampleResult, StepContext
@@ -45,13 +46,14 @@ class Chain:
 
     @property
     def max_graph_steps(self) -> int:
-        return self.steps
+        differentiable = all(getattr(s.transition, "differentiable", True) for s in self.transitions)
+        return self.steps if differentiable else 0
 
     def _step(self, energy, x, i: int, cond, create_graph: bool, stats: dict[str, list[torch.Tensor]]):
         ctx = StepContext(index=i, total=self.steps, cond=cond, create_graph=create_graph)
         for scheduled in self.transitions:
             if scheduled.every == 1 or (i + 1) % scheduled.every == 0:
-                result = scheduled.transition.step(energy, x, ctx)
+                result = checked.step(scheduled.transition, energy, x, ctx)
                 x = result.x if create_graph else result.x.detach()
                 for key, value in result.stats.items():
                     stats.setdefault(key, []).append(value.float().mean())

@@ -13,7 +13,7 @@ import attrs
 import numpy as np
 import torch
 
-from ebmkit import EbmkitError
+from ebmkit import EbmkitError, checked
 from ebmkit.params import component
 from ebmkit.protocols import EvalContext, StepContext
 
@@ -72,7 +72,7 @@ def run_chains(sampler: Any, energy, x0: torch.Tensor, *, cond=None, steps: int 
             for scheduled in transitions:
                 every = getattr(scheduled, "every", 1)
                 if every == 1 or (i + 1) % every == 0:
-                    result = getattr(scheduled, "transition", scheduled).step(energy, x, ctx)
+                    result = checked.step(getattr(scheduled, "transition", scheduled), energy, x, ctx)
                     x = result.x.detach()
                     if "accept" in result.stats:
                         accepts.append(result.stats["accept"].float().mean())

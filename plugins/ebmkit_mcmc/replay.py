@@ -6,6 +6,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
+from ebmkit import checked
 from ebmkit.params import component
 from ebmkit.protocols import StepContext
 
@@ -43,7 +44,7 @@ class ReplayBuffer:
         if device is not None:
             x = x.to(device)
         if self.on_draw is not None:
-            x = self.on_draw.step(None, x, StepContext(index=0, total=1)).x
+            x = checked.step(self.on_draw, None, x, StepContext(index=0, total=1)).x
         return x
 
     def draw(self, n: int, data: torch.Tensor) -> torch.Tensor:

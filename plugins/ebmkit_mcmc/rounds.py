@@ -5,7 +5,7 @@ from typing import Any
 import attrs
 import torch
 
-from ebmkit import EbmkitError
+from ebmkit import EbmkitError, checked
 from ebmkit.energy import count_models
 from ebmkit.params import component
 from ebmkit.protocols import SampleResult, StepContext
@@ -59,10 +59,10 @@ class AugmentedRounds:
             steps = self.steps_per_round if round_ < self.rounds else self.final_steps
             for _ in range(steps):
                 ctx = StepContext(index=index, total=self.total_steps, cond=cond, create_graph=False)
-                result = transition.step(energy, x, ctx)
+                result = checked.step(transition, energy, x, ctx)
                 x, index = result.x.detach(), index + 1
                 if "energy" in result.stats:
                     energies.append(float(result.stats["energy"].float().mean()))
             if round_ < self.rounds and self.augment is not None:
-                x = self.augment.step(energy, x, StepContext(index=index, total=self.total_steps, cond=cond)).x.detach()
+                x = checked.step(self.augment, energy, x, StepContext(index=index, total=self.total_steps, cond=cond)).x.detach()
         return SampleResult(x, {"energy": energies})

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 import torch
 
@@ -10,6 +12,9 @@ from ebmkit.protocols import StepContext, StepResult
 @attrs.frozen(kw_only=True)
 class BlockGibbs:
     """One sweep of block Gibbs sampling in an RBM: h ~ p(h|v), then v ~ p(v|h), with the exact conditionals."""
+
+    #: discrete draws: no graph to the energy's parameters can be kept through a sweep
+    differentiable: ClassVar[bool] = False
 
     def step(self, energy, x: torch.Tensor, ctx: StepContext) -> StepResult:
         if not hasattr(energy, "hidden_probs"):
