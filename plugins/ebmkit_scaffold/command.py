@@ -1,0 +1,60 @@
+"""The ``new-plugin`` command: writes a plugin package that installs, tests and trains as it is."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import click
+
+from ebmkit.errors import EbmkitError
+from ebmkit_scaffold.templates import COMPONENTS, FILES
+
+NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
+def files_for(name: str, kind: str) -> dict[str, str]:
+    """The package's files (path -> text) for a plugin ``name`` whose example component is a ``kind``."""
+    if not NAME.match(name):
+        raise EbmkitError(
+            f"plugin name {name!r}: use lowercase letters, digits and underscores, starting with a letter "
+            "(it names the component, the module ebmkit_<name> and the package ebmkit-<name>)"
+        )
+    component = COMPONENTS[kind]
+    values = {
+        "name": name, "module": f"ebmkit_{name}", "dist": f"ebmkit-{name.replace('_', '-')}",
+        "Class": "".join(part.title() for part in name.split("_")), "kind": kind, "kinds": component.registry,
+        "params": component.params, "summary": component.summary,
+    }
+    out = {}
+    for path, text in {**FILES, "src/$module/$name.py": component.code, "recipes/$name.toml": component.recipe}.items():
+        out[string.Template(path).substitute(values)] = string.Template(text).substitute(values)
+    return out
+
+
+@click.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(sorted(COMPONENTS)), default="transition", show_default=True,
+              help="the kind of the example component")
+@click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              help="where to create the package's folder")
+def new_plugin(name: str, kind: str, parent: Path) -> None:
+    """Scaffold a plugin package NAME with one example component of a chosen kind.
+
+    It writes ebmkit-NAME/ with a pyproject.toml (the 'ebmkit' entry point), the component, a
+    test that uses ebmkit's pytest fixtures, a recipe that trains with the component, and a
+    README. Then: pip install -e ebmkit-NAME, pytest ebmkit-NAME/tests.
+    """
+    files = files_for(name, kind)
+    root = parent / f"ebmkit-{name.replace('_', '-')}"
+    if root.exists():
+        raise EbmkitError(f"{root} already exists; choose another name or --dir (nothing was written)")
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    click.echo(f"wrote {root}/ with a {kind} '{name}':")
+    for relative in sorted(files):
+        click.echo(f"  {relative}")
+    click.echo(f"next:\n  pip install -e {root}\n  pytest {root}/tests\n  ebmkit run {root}/recipes/{name}.toml")

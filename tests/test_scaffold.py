@@ -1,0 +1,67 @@
+"""ebmkit new-plugin: the scaffolded package installs, passes its own tests, and trains."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ebmkit_scaffold.templates import COMPONENTS
+
+from .conftest import plugin_env, read_metrics
+
+
+def test_a_scaffolded_plugin_installs_passes_its_tests_and_trains_from_a_recipe(tmp_path, run_cli):
+    result = run_cli("new-plugin", "tempered", "--kind", "transition", "--dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    package, site = tmp_path / "ebmkit-tempered", tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
+         "--target", str(site), str(package)], capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    assert (site / "ebmkit_tempered" / "tempered.py").exists()
+    env = plugin_env(site)
+
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+                           cwd=package, env=env, capture_output=True, text=True, timeout=300)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "2 passed" in tests.stdout
+
+    run = subprocess.run(
+        [sys.executable, "-m", "ebmkit", "run", str(package / "recipes" / "tempered.toml"), "--set", "train.steps=30",
+         "--set", "train.log_every=10", "--set", "evaluators.0.every=0", "--set", "evaluators.0.bins=20", "--out", str(tmp_path / "run")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert '"tempered"' in json.dumps(recorded) and "ebmkit-tempered" in json.dumps(recorded)
+    assert any("density2d/grid_kl" in row for row in read_metrics(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("kind", sorted(COMPONENTS))
+def test_every_kind_of_example_keeps_its_contract_and_trains(kind, tmp_path, run_cli, monkeypatch, ebmkit_register, ebmkit_contract):
+    name = f"example_{kind}"
+    assert run_cli("new-plugin", name, "--kind", kind, "--dir", str(tmp_path)).exit_code == 0
+    package = tmp_path / f"ebmkit-example-{kind}"
+    monkeypatch.syspath_prepend(str(package / "src"))
+    module = importlib.import_module(f"ebmkit_{name}")
+    ebmkit_register(module)
+    ebmkit_contract(kind, name, json.loads(COMPONENTS[kind].params))
+    result = run_cli("run", str(package / "recipes" / f"{name}.toml"), "--set", "train.steps=3", "--set", "train.log_every=1",
+                     "--set", "train.eval_at_start=false", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert len([row for row in read_metrics(tmp_path / "run") if "loss" in row]) == 3
+
+
+def test_new_plugin_refuses_a_bad_name_or_an_existing_folder(tmp_path, run_cli):
+    bad = run_cli("new-plugin", "My Plugin", "--dir", str(tmp_path))
+    assert bad.exit_code == 2 and "lowercase letters" in bad.output and not any(tmp_path.iterdir())
+    assert run_cli("new-plugin", "taken", "--dir", str(tmp_path)).exit_code == 0
+    before = (tmp_path / "ebmkit-taken" / "src" / "ebmkit_taken" / "taken.py").read_text()
+    again = run_cli("new-plugin", "taken", "--kind", "loss", "--dir", str(tmp_path))
+    assert again.exit_code == 2 and "already exists" in again.output
+    assert (tmp_path / "ebmkit-taken" / "src" / "ebmkit_taken" / "taken.py").read_text() == before
