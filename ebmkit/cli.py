@@ -280,6 +280,34 @@ def plugins(as_json: bool, show_traceback: bool) -> None:
             out.print(f"\n[bold]{row['name']}[/]\n{escape(row['traceback'])}")
 
 
+@cli.command()
+@click.argument("name", required=False)
+def hooks(name: str | None) -> None:
+    """The hooks a plugin may implement, with their arguments; NAME shows one hook's documentation."""
+    import inspect
+
+    from ebmkit import hookspecs
+    from ebmkit.errors import UnknownComponentError
+
+    specs = {n: f for n, f in vars(hookspecs).items() if n.startswith("ebmkit_") and callable(f)}
+    if name is not None:
+        wanted = name if name.startswith("ebmkit_") else f"ebmkit_{name}"
+        if wanted not in specs:
+            raise UnknownComponentError("hooks", name, list(specs), command="ebmkit hooks")
+        function = specs[wanted]
+        out.print(f"[bold]{wanted}{escape(str(inspect.signature(function)))}[/]\n")
+        out.print(escape(inspect.cleandoc(function.__doc__ or "")))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("hook", overflow="fold")
+    table.add_column("what it is for", overflow="fold")
+    for hook_name, function in specs.items():
+        summary = (inspect.cleandoc(function.__doc__ or "").split("\n\n")[0]).replace("\n", " ")
+        table.add_row(f"{hook_name}({', '.join(inspect.signature(function).parameters)})", escape(summary))
+    out.print(table)
+    out.print("\nImplement one with @ebmkit.hookimpl in your plugin module; 'ebmkit hooks NAME' shows its documentation.")
+
+
 def main() -> None:
     cli(prog_name="ebmkit")
 

@@ -7,6 +7,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from ebmkit.loop import train
 from ebmkit.recipe import load as load_recipe
 from tests.conftest import RECIPES, make_distribution, plugin_env
@@ -199,3 +201,80 @@ def test_a_plugin_can_add_a_command_and_broken_plugins_are_warned_about(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "hello from a plugin"
     assert "plugin 'ebmkit_broken' failed to load: RuntimeError: boom at import" in proc.stderr
+
+
+UNFINISHED = '''
+import ebmkit
+
+
+class Lazy:
+    def step(self, energy, x, ctx): ...
+
+
+class Scalar:
+    def __call__(self, batch):
+        return float(batch.e_pos.mean() - batch.e_neg.mean())
+
+
+@ebmkit.hookimpl
+def ebmkit_register_transitions(register):
+    register("lazy", Lazy)
+
+
+@ebmkit.hookimpl
+def ebmkit_register_losses(register):
+    register("scalar", Scalar)
+'''
+
+UNFINISHED_RECIPE = '''
+[data]
+name = "8gaussians"
+size = 64
+[energy]
+name = "mlp"
+hidden = 8
+[sampler]
+name = "chain"
+steps = 2
+[[sampler.transitions]]
+name = "{transition}"
+{transition_params}
+[[losses]]
+name = "{loss}"
+[optim]
+name = "adam"
+[train]
+steps = 2
+batch_size = 8
+eval_at_start = false
+'''
+
+
+@pytest.mark.parametrize(
+    ("transition", "loss", "says"),
+    [
+        ("lazy", "cd", "transition 'lazy' (plugin 'unfinished' (ebmkit-unfinished 0.1), at sampler.transitions[0]): "
+                       "step() returned None; it must return an ebmkit.StepResult"),
+        ("langevin", "scalar", "loss 'scalar' (plugin 'unfinished' (ebmkit-unfinished 0.1), at losses[0]): "
+                               "loss(batch) returned a float; it must return an ebmkit.LossOutput"),
+    ],
+)
+def test_a_component_returning_the_wrong_thing_is_named_without_a_traceback(transition, loss, says, tmp_path, install_plugin, run_cli):
+    install_plugin("ebmkit-unfinished", "ebmkit_unfinished", UNFINISHED, entry_name="unfinished")
+    recipe = tmp_path / "r.toml"
+    params = "step_size = 0.01" if transition == "langevin" else ""
+    recipe.write_text(UNFINISHED_RECIPE.format(transition=transition, transition_params=params, loss=loss))
+    result = run_cli("run", str(recipe), "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2
+    assert says in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_hooks_lists_every_hook_and_shows_one(run_cli):
+    listed = run_cli("hooks")
+    assert listed.exit_code == 0
+    for hook in ("ebmkit_register_transitions", "ebmkit_wrap_energy", "ebmkit_checkpoint_load"):
+        assert hook in listed.output
+    one = run_cli("hooks", "register_losses")
+    assert one.exit_code == 0 and "ebmkit.protocols.Loss" in one.output
+    wrong = run_cli("hooks", "register_lossez")
+    assert wrong.exit_code == 2 and "did you mean 'ebmkit_register_losses'" in wrong.output
