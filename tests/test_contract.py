@@ -200,3 +200,10 @@ def test_a_dataset_with_labels_outside_num_classes_is_caught():
     assert check("dataset", lambda: Points(num_classes=3)) == ["shapes", "determinism"]
     with pytest.raises(ContractViolation, match="outside 0..2"):
         check("dataset", lambda: Mislabelled(num_classes=3))
+
+
+def test_a_chain_keeps_no_graph_through_a_transition_that_cannot_keep_one():
+    registries = default_registries()
+    gibbs = registries.create("samplers", "chain", steps=3, transitions=[{"name": "gibbs"}])
+    langevin = registries.create("samplers", "chain", steps=3, transitions=[{"name": "langevin", "step_size": 0.01}])
+    assert gibbs.max_graph_steps == 0 and langevin.max_graph_steps == 3
