@@ -207,3 +207,50 @@ def test_a_chain_keeps_no_graph_through_a_transition_that_cannot_keep_one():
     gibbs = registries.create("samplers", "chain", steps=3, transitions=[{"name": "gibbs"}])
     langevin = registries.create("samplers", "chain", steps=3, transitions=[{"name": "langevin", "step_size": 0.01}])
     assert gibbs.max_graph_steps == 0 and langevin.max_graph_steps == 3
+
+
+def write_celeba(root):
+    from .test_datasets import write_images
+
+    write_images(root / "img_align_celeba", 4)
+    rows = ["000000.jpg 1 -1", "000001.jpg -1 1", "000002.jpg 1 1", "000003.jpg -1 -1"]
+    (root / "list_attr_celeba.txt").write_text("4\nMale Smiling\n" + "\n".join(rows) + "\n")
+
+
+def file_dataset_setups():
+    from . import test_datasets as files
+
+    folder = (lambda root: files.write_images(root / "sub", 5), {"image_size": 16})
+    return {
+        "cifar10": (files.write_cifar, {"conditional": True}),
+        "cifar100": (files.write_cifar100, {}),
+        "svhn": (files.write_svhn, {}),
+        "image_folder": folder, "celebahq": folder, "lsun_bedroom": folder,
+        "celeba_attributes": (write_celeba, {"attribute": "Male", "image_size": 16}),
+        "celebahq_attributes": (lambda root: files.write_celebahq(root, "celebamask"), {"image_size": 8}),
+    }
+
+
+def test_every_dataset_that_reads_files_has_files_to_be_checked_on():
+    from .test_registry_smoke import FILE_DATASETS
+
+    assert set(file_dataset_setups()) == FILE_DATASETS
+
+
+@pytest.mark.parametrize("name", sorted(file_dataset_setups()))
+def test_datasets_that_read_files_keep_their_contract(name, tmp_path, monkeypatch):
+    from .test_datasets import skip_md5
+
+    write, params = file_dataset_setups()[name]
+    write(tmp_path)
+    skip_md5(monkeypatch)
+    assert check_component("dataset", name, {"root": str(tmp_path), **params}) == ["shapes", "determinism"]
+
+
+def test_the_loss_check_catches_a_loss_cut_off_from_the_weights():
+    class ReadOut(ContrastiveDivergence):
+        def __call__(self, batch):
+            return LossOutput(torch.tensor(float(super().__call__(batch).value.detach())))
+
+    with pytest.raises(ContractViolation, match="the loss has no autograd graph to the energy's parameters"):
+        check("loss", ReadOut)

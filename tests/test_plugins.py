@@ -213,7 +213,7 @@ class Lazy:
 
 class Scalar:
     def __call__(self, batch):
-        return float(batch.e_pos.mean() - batch.e_neg.mean())
+        return float((batch.e_pos.mean() - batch.e_neg.mean()).detach())
 
 
 @ebmkit.hookimpl
