@@ -170,4 +170,12 @@ def _check_needs(recipe: Recipe, components: Components) -> list[RecipeProblem]:
                 f"{spec.entry.label} needs the autograd graph of the sampler's last {wanted} step(s), but "
                 f"{sampler_spec.entry.label} keeps at most {most}",
             ))
+    sampling = {needs_of(p.component).conditional: spec for spec, p in zip(recipe.many("losses"), components.losses, strict=True)
+                if needs_of(p.component).negatives}
+    if len(sampling) == 2:
+        problems.append(RecipeProblem(
+            sampling[False].where,
+            f"{sampling[False].entry.label} needs negatives sampled from the marginal (cond=None), but "
+            f"{sampling[True].entry.label} needs them given the labels; one recipe samples one way",
+        ))
     return problems

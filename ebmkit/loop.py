@@ -71,6 +71,8 @@ class Trainer:
         )
         self.wants_negatives = any(n.negatives for n in needs)
         self.graph_steps = max((n.graph_steps for n in needs), default=0)
+        #: whether negatives are sampled given the batch's labels (build checks that the terms agree)
+        self.conditional_negatives = all(n.conditional for n in needs if n.negatives)
         buffer = run.components.buffer
         self.reference_set = buffer if isinstance(buffer, ReferenceSet) else None
         self._window_start, self._window_steps = time.perf_counter(), 0
@@ -148,8 +150,9 @@ class Trainer:
         n = batch.x_pos.shape[0]
         x0 = checked.draw(components.buffer, n, batch.x_pos) if components.buffer is not None else components.noise(n)
         x0 = channels_last_if(x0, self.run.recipe.run.channels_last)
-        result = checked.sample(components.sampler, self.run.model, x0, cond=batch.cond, keep_graph=self.graph_steps)
-        batch.x_neg, batch.x_neg_graph = result.x, result.x_graph
+        cond = batch.cond if self.conditional_negatives else None
+        result = checked.sample(components.sampler, self.run.model, x0, cond=cond, keep_graph=self.graph_steps)
+        batch.x_neg, batch.x_neg_graph, batch.conditional_negatives = result.x, result.x_graph, self.conditional_negatives
         return result
 
     def losses(self, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, Any]]:

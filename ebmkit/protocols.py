@@ -180,10 +180,14 @@ class Needs:
         of a recipe needs them, the loop does not run the sampler.
     :ivar graph_steps: the autograd graph of the sampler's last k steps (``batch.x_neg_graph``),
         for terms that differentiate through the sampler; 0 for none.
+    :ivar conditional: on labelled data, sample the negatives given the batch's labels (the
+        default); False samples them from the marginal, ``cond=None`` (JEM's generative term).
+        The terms of one recipe that need negatives must agree.
     """
 
     negatives: bool = True
     graph_steps: int = 0
+    conditional: bool = True
 
 
 def needs_of(loss: Any) -> Needs:
@@ -212,18 +216,20 @@ class TrainBatch:
     x_neg: Tensor | None = None
     x_neg_graph: Tensor | None = None
     reference_set: ReferenceSet | None = None
+    #: whether ``x_neg`` was sampled given ``cond`` (then ``e_neg`` is E(x-, cond)); else E(x-)
+    conditional_negatives: bool = True
     _cache: dict[str, Tensor] = attrs.field(factory=dict, repr=False)
 
-    def _scales(self, key: str, x: Tensor) -> Tensor:
+    def _scales(self, key: str, x: Tensor, cond: Tensor | None) -> Tensor:
         if key not in self._cache:
             from ebmkit.energy import scale_energies
 
-            self._cache[key] = scale_energies(self.energy, x, self.cond)
+            self._cache[key] = scale_energies(self.energy, x, cond)
         return self._cache[key]
 
     @property
     def e_pos_scales(self) -> Tensor:
-        return self._scales("pos", self.x_pos)
+        return self._scales("pos", self.x_pos, self.cond)
 
     @property
     def e_neg_scales(self) -> Tensor:
@@ -232,7 +238,7 @@ class TrainBatch:
                 "a loss term asked for the negative samples' energies, but no term of this recipe needs negatives "
                 "(each declares needs.negatives = False), so the sampler was not run"
             )
-        return self._scales("neg", self.x_neg.detach())
+        return self._scales("neg", self.x_neg.detach(), self.cond if self.conditional_negatives else None)
 
     @property
     def e_pos(self) -> Tensor:
