@@ -114,7 +114,8 @@ def ebmkit_evaluate(run: Run, step: int, when: Literal["start", "step", "end"]) 
 
     Called at the start (``when="start"``, when ``[train].eval_at_start``), after every update
     but the last (``"step"``; decide yourself whether it is due), and at the end (``"end"``),
-    after the final checkpoint. The recipe's ``[[evaluators]]`` are run this way by ebmkit's
+    before the final checkpoint, so that its metrics are in ``metrics.jsonl`` when the checkpoint
+    lands. The recipe's ``[[evaluators]]`` are run this way by ebmkit's
     own evaluation plugin.
 
     :param run: the run; ``run.eval_context(step)`` gives what an evaluator needs.
@@ -189,7 +190,7 @@ def ebmkit_checkpoint_load(run: Run, folder: Path | None) -> None:
 
 @hookspec
 def ebmkit_run_end(run: Run, error: BaseException | None) -> None:
-    """The run ended: after the final checkpoint and evaluation, or when it failed.
+    """The run ended: after the final evaluation and checkpoint, or when it failed.
 
     :param run: the run.
     :param error: the exception that ended the run (a divergence, an interrupt), or None.

@@ -10,7 +10,7 @@ def ebmkit_register_datasets(register):
     from ebmkit_images.celebahq import celebahq_attributes
     from ebmkit_images.cifar10 import Cifar10
     from ebmkit_images.cifar100 import Cifar100
-    from ebmkit_images.folder import CELEBAHQ, LSUN_BEDROOM, ImageFolder, celeba_attributes
+    from ebmkit_images.folder import CELEBAHQ, LSUN_BEDROOM, celeba_attributes, image_folder
     from ebmkit_images.shapes import Shapes
     from ebmkit_images.svhn import Svhn
     from ebmkit_images.synthetic_ood import ConstantImages, UniformNoise
@@ -19,7 +19,7 @@ def ebmkit_register_datasets(register):
     register("cifar10", Cifar10)
     register("cifar100", Cifar100)
     register("svhn", Svhn)
-    register("image_folder", ImageFolder)
+    register("image_folder", image_folder)
     register("celebahq", CELEBAHQ, params=CELEBAHQ.params, summary="CelebA-HQ: a folder of face images (128 px by default)")
     register("lsun_bedroom", LSUN_BEDROOM, params=LSUN_BEDROOM.params, summary="LSUN bedroom: a folder of images (128 px by default)")
     register("celeba_attributes", celeba_attributes, params=celeba_attributes.params)

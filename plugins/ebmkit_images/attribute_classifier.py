@@ -95,8 +95,9 @@ def chance(requirement) -> float:
 
 @attrs.frozen
 class AttributeClassifier:
-    """The fraction of samples that carry the attributes asked for, as a classifier trained on the
-    shapes dataset's labels sees them (trained once, cached in the run folder's ``cache/``).
+    """The fraction of samples that carry the requested shapes attributes, scored by a classifier.
+
+    The classifier is trained on the shapes dataset's labels once, and cached in the run folder's ``cache/``.
 
     In a training run of a conditional shapes model, it samples ``num_samples`` chains spread
     over the classes and scores whether each carries its class. Under ``ebmkit compose`` it

@@ -76,6 +76,11 @@ def folder_params(default_root: str, **extra: Any) -> type:
     return attrs.make_class("FolderParams", fields, kw_only=True)
 
 
+def image_folder(root: str, image_size: int = 128) -> ImageFolder:
+    """All images under a folder (recursively), resized and centre-cropped to image_size, dequantised."""
+    return ImageFolder(root=root, image_size=image_size)
+
+
 def _folder(root: str, where_to_get: str):
     def factory(root: str = root, image_size: int = 128) -> ImageFolder:
         return ImageFolder(root=root, image_size=image_size, where_to_get=where_to_get)
