@@ -19,6 +19,7 @@ and with batches large enough that the estimators' noise cannot reverse it (fixe
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 
 import pytest
@@ -33,10 +34,9 @@ BATCH = 8192
 STEP = 1e-3
 
 
-def quadratic():
-    """μ = (1, 1), P = I/4: far from the data's N(m*, I) in both mean and precision."""
-    energy = default_registries().create("energies", "quadratic", data_shape=(2,), init_scale=2.0).double()
-    return energy
+def quadratic(learn_offset: bool = False):
+    """μ = (1, 1), P = I/4: far from the data's N(m*, I) in both mean and precision (offset c = 0)."""
+    return default_registries().create("energies", "quadratic", data_shape=(2,), init_scale=2.0, learn_offset=learn_offset).double()
 
 
 def model_samples(energy, n: int) -> torch.Tensor:
@@ -52,9 +52,11 @@ def langevin_chain(energy, x0: torch.Tensor, keep_graph: int) -> tuple[torch.Ten
     return result.x, result.x_graph
 
 
-def distance_to_data(energy) -> float:
+def distance_to_data(energy, variance: float = 1.0) -> float:
+    """Squared distance of (μ, P) to the data Gaussian's (m*, I / variance)."""
     precision = energy.precision().detach()
-    return float((energy.mean.detach() - DATA_MEAN).pow(2).sum() + (precision - torch.eye(2, dtype=torch.float64)).pow(2).sum())
+    target = torch.eye(2, dtype=torch.float64) / variance
+    return float((energy.mean.detach() - DATA_MEAN).pow(2).sum() + (precision - target).pow(2).sum())
 
 
 def batch_for(loss, energy, seed: int) -> TrainBatch:
@@ -87,11 +89,29 @@ def step(loss, energy, seed: int = 0) -> None:
 
 
 # -- what each term's optimum is, measured independently of the term --------------------------
-def toward_data(loss, seed: int = 0) -> tuple[float, float]:
+def toward_data(loss, seed: int = 0, variance: float = 1.0) -> tuple[float, float]:
     energy = quadratic()
-    before = distance_to_data(energy)
+    before = distance_to_data(energy, variance)
     step(loss, energy, seed)
-    return before, distance_to_data(energy)
+    return before, distance_to_data(energy, variance)
+
+
+def toward_normalised_data(loss, seed: int = 0) -> tuple[float, float]:
+    """NCE's optimum: the data Gaussian with its offset c = log Z = log 2π (the energy learns its
+    own normaliser), so the distance counts the offset too."""
+    energy = quadratic(learn_offset=True)
+
+    def distance() -> float:
+        return distance_to_data(energy) + float((energy.offset.detach() - math.log(2 * math.pi)) ** 2)
+
+    before = distance()
+    step(loss, energy, seed)
+    return before, distance()
+
+
+def toward_smoothed_data(sigma: float) -> Callable:
+    """Denoising score matching's optimum: the data convolved with the noise, N(m*, (1 + σ²) I)."""
+    return lambda loss, seed=0: toward_data(loss, seed, variance=1.0 + sigma**2)
 
 
 def toward_zero_energy(loss, seed: int = 0) -> tuple[float, float]:
@@ -150,6 +170,10 @@ TARGETS: dict[str, tuple[dict, Callable]] = {
     "nn_entropy": ({"num_reference": 256, "min_buffer": 0}, toward_spread_samples),
     "dcd_recovery": ({"sigma": 0.5, "steps": 5, "transition": {"name": "langevin", "step_size": 0.01}}, toward_data),
     "dcd_log_mean_exp": ({"sigma": 1.0, "num_particles": 16}, toward_data),
+    "dsm": ({"sigma": 0.5}, toward_smoothed_data(0.5)),
+    "ssm": ({"num_projections": 4}, toward_data),
+    "energy_discrepancy": ({"t_noise": 1.0, "num_particles": 16}, toward_data),
+    "nce": ({"noise": "gaussian", "noise_std": 2.0}, toward_normalised_data),
 }
 
 

@@ -94,6 +94,15 @@ def test_a_sampler_without_steps_is_a_clear_error():
         run_chains(Opaque(), QuadraticEnergy(data_shape=(2,)), torch.zeros(2, 2))
 
 
+def test_parallel_tempering_is_not_recorded_as_an_untempered_chain():
+    import ebmkit
+
+    tempering = ebmkit.create("sampler", "parallel_tempering", steps=3, temperatures=[1.0, 4.0],
+                              transitions=[{"name": "langevin", "step_size": 0.01}])
+    with pytest.raises(EbmkitError, match="chain sampler"):
+        run_chains(tempering, QuadraticEnergy(data_shape=(2,)), torch.zeros(2, 2))
+
+
 def test_burn_in_must_leave_steps():
     with pytest.raises(ValueError, match="burn_in"):
         MCMCDiagnostics(steps=100, burn_in=98)

@@ -88,6 +88,12 @@ SMOKE = {
        for name in ("fid", "kid", "inception_score")},
     ("samplers", "rounds"): (IMAGES, {"transition": {"name": "langevin", "step_size": 1.0, "noise_std": 0.01, "clamp": [0.0, 1.0]},
                                       "augment": {"name": "augment"}, "rounds": 1, "steps_per_round": 1, "final_steps": 1}),
+    ("samplers", "parallel_tempering"): (TWO_D, {"steps": 2, "temperatures": [1.0, 2.0, 4.0], "transitions": [
+        {"name": "mala", "step_size": 0.01}, {"name": "langevin", "step_size": 0.01, "every": 2}]}),
+    ("losses", "dsm"): (TWO_D, {"sigma": 0.1}),
+    ("losses", "ssm"): (TWO_D, {"num_projections": 2}),
+    ("losses", "nce"): (TWO_D, {"noise_ratio": 2.0}),
+    ("losses", "energy_discrepancy"): (TWO_D, {"num_particles": 2}),
     ("datasets", "uniform_noise"): (IMAGES, {"size": 16, "image_size": 16}),
     ("datasets", "constant_images"): (IMAGES, {"size": 16, "image_size": 16}),
 }

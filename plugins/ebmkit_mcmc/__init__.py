@@ -22,9 +22,11 @@ def ebmkit_register_samplers(register):
     from ebmkit_mcmc.chain import Chain
     from ebmkit_mcmc.improved_cd_test_time import improved_cd_test_time
     from ebmkit_mcmc.rounds import AugmentedRounds
+    from ebmkit_mcmc.tempering import ParallelTempering
 
     register("chain", Chain, provides=("transition_chain",))
     register("annealed_langevin", AnnealedLangevin)
+    register("parallel_tempering", ParallelTempering, summary="parallel tempering (replica exchange): K replicas on E/T_k stepped as one batch by the given transitions, adjacent temperatures swapping states; returns the T = 1 replicas")
     register("rounds", AugmentedRounds, summary="rounds of MCMC steps with an augmentation after each, then steps without; step size / number of models (the reference's composition sampler)")
     register("improved_cd_test_time", improved_cd_test_time, summary="the Improved-CD reference's test-time sampling for FID and IS (36 augmented rounds of 10 Langevin steps, then 160)")
 

@@ -37,8 +37,12 @@ class ChainRecord:
 
 def _steps_of(sampler: Any) -> tuple[int, tuple]:
     """A sampler's number of steps and its scheduled transitions (the ``chain`` sampler's form)."""
+    from ebmkit_mcmc.chain import Chain
+
+    # Only the chain sampler runs its transitions as they are: another sampler with steps and
+    # transitions (parallel tempering) would be recorded as an untempered chain.
     steps, transitions = getattr(sampler, "steps", None), getattr(sampler, "transitions", None)
-    if not isinstance(steps, int) or not transitions:
+    if not isinstance(sampler, Chain) or not isinstance(steps, int) or not transitions:
         raise EbmkitError(
             f"the {type(sampler).__name__} sampler does not expose its steps and transitions, so its chains cannot be "
             "recorded step by step; give the evaluator a chain sampler of its own, e.g. [evaluators.sampler] "

@@ -62,7 +62,7 @@ class AugmentedRounds:
                 result = checked.step(transition, energy, x, ctx)
                 x, index = result.x.detach(), index + 1
                 if "energy" in result.stats:
-                    energies.append(float(result.stats["energy"].float().mean()))
+                    energies.append(result.stats["energy"].float().mean())  # read only when logged
             if round_ < self.rounds and self.augment is not None:
                 x = checked.step(self.augment, energy, x, StepContext(index=index, total=self.total_steps, cond=cond)).x.detach()
-        return SampleResult(x, {"energy": energies})
+        return SampleResult(x, {"energy": torch.stack(energies)} if energies else {})

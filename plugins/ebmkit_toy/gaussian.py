@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import attrs
@@ -40,9 +41,16 @@ class GaussianData(torch.utils.data.Dataset):
 
 
 class QuadraticEnergy(Energy):
-    """E(x) = ½ (x − μ)ᵀ P (x − μ), a Gaussian N(μ, P⁻¹) with learned mean and precision P = L Lᵀ."""
+    """E(x) = ½ (x − μ)ᵀ P (x − μ) + c, a Gaussian N(μ, P⁻¹) with learned mean and precision P = L Lᵀ.
 
-    def __init__(self, init_scale: Annotated[float, attrs.validators.gt(0)] = 2.0, *, data_shape: tuple[int, ...]):
+    With ``learn_offset`` the offset c is a learned parameter (``offset``, starting at 0); the
+    model is then normalised exactly when c = log Z = (d/2)·log 2π − ½·log det P, which
+    self-normalising objectives such as NCE must be able to reach. Without it (the default)
+    c = 0 and the energy has no ``offset`` parameter, so existing checkpoints load unchanged.
+    """
+
+    def __init__(self, init_scale: Annotated[float, attrs.validators.gt(0)] = 2.0, learn_offset: bool = False, *,
+                 data_shape: tuple[int, ...]):
         super().__init__()
         if len(data_shape) != 1:
             raise EbmkitError(f"the quadratic energy needs vector data, got samples of shape {tuple(data_shape)}")
@@ -51,6 +59,7 @@ class QuadraticEnergy(Energy):
         # L is lower-triangular with a positive diagonal (softplus), so P = L Lᵀ is positive definite.
         self.lower = nn.Parameter(torch.zeros(dim, dim))
         self.raw_diagonal = nn.Parameter(torch.full((dim,), float(torch.log(torch.expm1(torch.tensor(1 / init_scale))))))
+        self.offset = nn.Parameter(torch.zeros(())) if learn_offset else None
 
     def cholesky(self) -> torch.Tensor:
         return torch.tril(self.lower, -1) + torch.diag(F.softplus(self.raw_diagonal))
@@ -61,7 +70,13 @@ class QuadraticEnergy(Energy):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         d = (x - self.mean) @ self.cholesky()
-        return 0.5 * (d**2).sum(1)
+        energy = 0.5 * (d**2).sum(1)
+        return energy if self.offset is None else energy + self.offset
+
+    def log_normalizer(self) -> torch.Tensor:
+        """log Z of the quadratic part, log ∫ exp(−½(x − μ)ᵀP(x − μ)) dx = (d/2)·log 2π − ½·log det P."""
+        d = self.mean.numel()
+        return 0.5 * d * math.log(2 * math.pi) - torch.log(torch.diagonal(self.cholesky())).sum()
 
 
 def kl_standard_normal_to(mean: torch.Tensor, precision: torch.Tensor) -> float:
