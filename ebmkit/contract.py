@@ -389,8 +389,9 @@ def _loss(build: Callable[[], Any], setting: Setting, seed: int) -> tuple[list[s
         needs = needs_of(term)
         batch = TrainBatch(energy, x_pos, cond, reference_set=Samples(setting.noise(16)))
         if needs.negatives or needs.graph_steps:
-            result = checked.sample(setting.sampler, energy, setting.noise(x_pos.shape[0]), cond=cond, keep_graph=needs.graph_steps)
-            batch.x_neg, batch.x_neg_graph = result.x, result.x_graph
+            neg_cond = cond if needs.conditional else None  # as the loop samples them
+            result = checked.sample(setting.sampler, energy, setting.noise(x_pos.shape[0]), cond=neg_cond, keep_graph=needs.graph_steps)
+            batch.x_neg, batch.x_neg_graph, batch.conditional_negatives = result.x, result.x_graph, needs.conditional
         return batch
 
     def value(term: Any) -> LossOutput:

@@ -174,6 +174,9 @@ TARGETS: dict[str, tuple[dict, Callable]] = {
     "ssm": ({"num_projections": 4}, toward_data),
     "energy_discrepancy": ({"t_noise": 1.0, "num_particles": 16}, toward_data),
     "nce": ({"noise": "gaussian", "noise_std": 2.0}, toward_normalised_data),
+    # on unlabelled data JEM's generative term is CD on the marginal energy (its classification
+    # term has its own exact test in tests/test_jem.py)
+    "jem": ({"classify_weight": 0.0}, toward_data),
 }
 
 

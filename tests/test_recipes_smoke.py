@@ -31,7 +31,9 @@ IMAGE_RECIPES = sorted(
 def smoke_overrides(path) -> list[str]:
     text = path.read_text()
     side = 64 if "resnet_ebm_128" in text else 32  # the 128 px layout downsamples five times
-    label = ', label = "color"' if "_attributes" in text or "attribute_classifier" in text else ""
+    own_label = tomllib.loads(text).get("data", {}).get("label") if "shapes" in text else None
+    label = f', label = "{own_label}"' if isinstance(own_label, str) else (
+        ', label = "color"' if "_attributes" in text or "attribute_classifier" in text else "")
     overrides = [
         "run.device=cpu",
         f'data={{name = "shapes", size = 64, image_size = {side}{label}}}',

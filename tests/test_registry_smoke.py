@@ -94,6 +94,10 @@ SMOKE = {
     ("losses", "ssm"): (TWO_D, {"num_projections": 2}),
     ("losses", "nce"): (TWO_D, {"noise_ratio": 2.0}),
     ("losses", "energy_discrepancy"): (TWO_D, {"num_particles": 2}),
+    ("energies", "classifier"): ({**IMAGES, "data": {**IMAGES["data"], "label": "shape"}}, {"width": 4}),
+    ("losses", "jem"): ({**IMAGES, "data": {**IMAGES["data"], "label": "shape"}, "energy": {"name": "classifier", "width": 4}},
+                        {"data_noise": 0.015, "energy_l2": 0.1}),
+    ("evaluators", "classification_accuracy"): ({**IMAGES, "data": {**IMAGES["data"], "label": "shape"}}, {"num_test": 8, "batch_size": 4}),
     ("datasets", "uniform_noise"): (IMAGES, {"size": 16, "image_size": 16}),
     ("datasets", "constant_images"): (IMAGES, {"size": 16, "image_size": 16}),
 }
