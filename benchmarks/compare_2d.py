@@ -38,6 +38,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 METHODS = {
     "CD-10 from data": "cd_8gaussians.toml",
     "PCD (replay buffer)": "quickstart.toml",
+    "PCD + parallel tempering": "pcd_tempering_8gaussians.toml",
     "improved CD": "improved_cd_8gaussians.toml",
     "DCD-A (recovery Langevin)": "dcd_recovery_8gaussians.toml",
     "DCD-B (MCMC-free)": "dcd_8gaussians.toml",
@@ -207,8 +208,10 @@ Every training method ebmkit ships that learns an unlabelled density, each train
 shipped 8-Gaussians recipe (with `[data].name` swapped) on each of the seven 2-D densities for
 the same training time, with two seeds. The score is the exact grid KL(data‖model): the model's
 density normalised on a 100×100 grid over [−4, 4]², against the true density's mass on the same
-grid, on the EMA weights, with nothing sampled. JEM needs labels, so it is not here
-(docs/jem.md); parallel tempering is a sampler (docs/tempering.md).
+grid, on the EMA weights, with nothing sampled. Parallel tempering, a sampler, appears as the
+quickstart's persistent CD with its chains tempered (docs/tempering.md). JEM is not here: it
+needs labels, and the 2-D densities have none; on unlabelled data its generative term is CD on
+the marginal energy, which the CD rows already show (docs/jem.md).
 
 ```bash
 {command}
