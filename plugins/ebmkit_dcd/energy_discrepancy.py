@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import attrs
@@ -8,6 +7,7 @@ import torch
 
 from ebmkit.protocols import LossOutput, Needs, TrainBatch
 from ebmkit_dcd.kernels import GaussianKernel
+from ebmkit_dcd.log_mean_exp import log_mean_exp_over_proposals
 
 
 @attrs.frozen
@@ -76,14 +76,5 @@ class EnergyDiscrepancy:
         return GaussianKernel("ve", self.t_noise)
 
     def __call__(self, batch: TrainBatch) -> LossOutput:
-        kernel, energy, x, cond, m = self.kernel(), batch.energy, batch.x_pos, batch.cond, self.num_particles
-        with torch.no_grad():
-            x_back = kernel.backward_proposals(kernel.diffuse(x), m)
-        cond_back = cond.repeat_interleave(m, dim=0) if cond is not None else None
-        e_back = energy(x_back, cond_back).view(x.shape[0], m)
-        differences = batch.e_pos[:, None] - e_back
-        if self.stabilizer > 0:
-            log_w = torch.full_like(differences[:, :1], math.log(self.stabilizer))
-            differences = torch.cat([differences, log_w], dim=1)
-        value = torch.logsumexp(differences, dim=1).mean()
+        value, e_back = log_mean_exp_over_proposals(self.kernel(), batch, self.num_particles, self.stabilizer)
         return LossOutput(value, {"ed/e_perturbed": e_back.detach().mean()})

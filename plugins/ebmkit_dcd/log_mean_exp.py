@@ -30,15 +30,21 @@ class DCDLogMeanExp:
     needs = Needs(negatives=False)
 
     def __call__(self, batch: TrainBatch) -> LossOutput:
-        kernel = GaussianKernel(self.kernel, self.sigma)
-        energy, x, cond, m = batch.energy, batch.x_pos, batch.cond, self.num_particles
-        with torch.no_grad():
-            x_back = kernel.backward_proposals(kernel.diffuse(x), m)
-        cond_back = cond.repeat_interleave(m, dim=0) if cond is not None else None
-        e_back = energy(x_back, cond_back).view(x.shape[0], m)
-        differences = batch.e_pos[:, None] - e_back
-        if self.stabilizer > 0:
-            log_w = torch.full_like(differences[:, :1], math.log(self.stabilizer))
-            differences = torch.cat([differences, log_w], dim=1)
-        value = torch.logsumexp(differences, dim=1).mean()
+        value, e_back = log_mean_exp_over_proposals(GaussianKernel(self.kernel, self.sigma), batch, self.num_particles, self.stabilizer)
         return LossOutput(value, {"dcd/e_diffused": e_back.detach().mean()})
+
+
+def log_mean_exp_over_proposals(kernel, batch: TrainBatch, num_particles: int, stabilizer: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean_i log(w + Σ_j exp(U(x_i) − U(x'_ij))), the x'_ij drawn by ``kernel`` from a perturbation of
+    x_i (``diffuse``, then ``backward_proposals``): the loss, and the energies U(x'), shape (B, M).
+    DCD's estimator B and energy discrepancy share it."""
+    energy, x, cond, m = batch.energy, batch.x_pos, batch.cond, num_particles
+    with torch.no_grad():
+        x_back = kernel.backward_proposals(kernel.diffuse(x), m)
+    cond_back = cond.repeat_interleave(m, dim=0) if cond is not None else None
+    e_back = energy(x_back, cond_back).view(x.shape[0], m)
+    differences = batch.e_pos[:, None] - e_back
+    if stabilizer > 0:
+        log_w = torch.full_like(differences[:, :1], math.log(stabilizer))
+        differences = torch.cat([differences, log_w], dim=1)
+    return torch.logsumexp(differences, dim=1).mean(), e_back
