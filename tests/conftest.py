@@ -37,6 +37,18 @@ def read_metrics(folder: Path) -> list[dict]:
 
 
 @pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: on tiny tensors a second thread's synchronisation costs
+    more than it saves, several times more on a busy machine (as ebmkit runs small energies)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def registries() -> Registries:
     return default_registries()
 

@@ -22,14 +22,7 @@ DATA_MEAN = torch.tensor([0.5, -1.0], dtype=torch.float64)
 DATA_COV = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on these small tensors a second thread's synchronisation costs more
-    than it saves (several times more on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 def parameter_grad(energy, value: torch.Tensor) -> torch.Tensor:

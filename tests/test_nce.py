@@ -39,14 +39,7 @@ def nce_plugin(ebmkit_register):
     ebmkit_register(ebmkit_nce)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on these small tensors a second thread's synchronisation costs more
-    than it saves (several times more on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 def data(n: int, seed: int = 0, exact_moments: bool = False) -> torch.Tensor:

@@ -37,14 +37,7 @@ DATA_COV = torch.tensor([[1.2, 0.4], [0.4, 0.6]], dtype=torch.float64)
 EYE = torch.eye(2, dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tensors here are tiny: threads only add contention (the optimisation below took 41 s with
-    2 threads on a busy 2-core machine, 3 s with 1), as ebmkit runs small energies."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 class PrecisionEnergy(Energy):

@@ -21,13 +21,7 @@ from ebmkit_mcmc.mala import MALA
 from ebmkit_mcmc.tempering import ParallelTempering
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tensors here are tiny: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 class TwoModes(Energy):
