@@ -124,7 +124,7 @@ class Trainer:
 
     # -- one update ---------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
-        """draw starts -> sample -> losses and backward -> step -> after-step; returns the update's metrics."""
+        """draw starts -> sample -> push to the buffer -> losses and backward -> step -> after-step (the EMA); returns the update's metrics."""
         run, state = self.run, self.run.state
         started = time.perf_counter()
         x_pos, cond = state.data.next_batch()
@@ -132,9 +132,12 @@ class Trainer:
         cond = cond.to(run.device) if cond is not None else None
         batch = TrainBatch(run.model, x_pos, cond, reference_set=self.reference_set)
         result = self.sample(batch) if self.wants_negatives else None
+        pushed_first = run.recipe.train.push_negatives == "before_losses"
+        if pushed_first:
+            self.push(result)
         total, metrics = self.losses(batch)
         self.step(total, batch, metrics)
-        self.after_step(result)
+        self.after_step(None if pushed_first else result)
         # No host synchronisation here but the divergence flag: the metrics stay on the device
         # until an update is logged, so the device is not stalled between updates.
         state.step += 1
@@ -233,13 +236,18 @@ class Trainer:
             )
         raise TrainingDiverged(f"training diverged at step {step} on another rank", step)
 
-    def after_step(self, result: SampleResult | None) -> None:
-        """Update the EMA, and offer the finished samples to the buffer."""
-        state, buffer = self.run.state, self.run.components.buffer
-        if state.ema is not None:
-            state.ema.update(state.energy)
+    def push(self, result: SampleResult | None) -> None:
+        """Offer the update's finished samples to the buffer (when ``[train].push_negatives`` says)."""
+        buffer = self.run.components.buffer
         if buffer is not None and result is not None:
             buffer.push(result.x)
+
+    def after_step(self, result: SampleResult | None) -> None:
+        """Update the EMA, and offer the samples to the buffer if they were not offered before the losses."""
+        state = self.run.state
+        if state.ema is not None:
+            state.ema.update(state.energy)
+        self.push(result)
 
     # -- between updates ----------------------------------------------------------------------
     def after_update(self, metrics: dict[str, Any]) -> bool:

@@ -99,6 +99,15 @@ class TrainSettings:
     #: Stop after this many seconds of training (evaluations and checkpoints not counted),
     #: even if fewer than ``steps`` updates were made: for equal-wall-clock comparisons.
     time_limit_s: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
+    #: When an update's new samples are offered to the buffer: after the optimizer step, or
+    #: ``before_losses`` as the Improved-CD reference does (the recipes that reproduce it say
+    #: so): a loss term that reads the buffer, the entropy term's reference set, then switches
+    #: on one update earlier and may see this batch's own samples. Their distance is not zero
+    #: only when the buffer's draws are not exact copies (``uint8`` storage dequantises them,
+    #: ``on_draw`` augments them); with exact copies the entropy term is infinite.
+    push_negatives: Literal["after_step", "before_losses"] = attrs.field(
+        default="after_step", validator=attrs.validators.in_(("after_step", "before_losses"))
+    )
 
 
 SETTINGS_TABLES: dict[str, type] = {"run": RunSettings, "train": TrainSettings}

@@ -184,3 +184,32 @@ def test_kl_and_entropy_terms_on_the_first_chains_only():
     first = kl(chains=2)(batch).value
     assert first.item() == pytest.approx(energy(x[:2]).mean().item(), rel=1e-6)
     assert kl()(batch).value.item() == pytest.approx(energy(x).mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("push", "active_at_first_update"), [("before_losses", 1.0), ("after_step", 0.0)])
+def test_the_entropy_term_sees_this_batchs_samples_when_they_are_pushed_before_the_losses(
+    run_cli, tmp_path, push, active_at_first_update
+):
+    """The reference pushes the new samples before it computes the losses: its entropy term
+    switches on one update earlier, and its reference set may hold the batch's own samples."""
+    from tests.conftest import RECIPES, read_metrics
+
+    out = tmp_path / push
+    settings = ["train.steps=2", "train.batch_size=8", "train.log_every=1", "evaluators=[]", "losses.3.min_buffer=7",
+                "data.size=64", "data.image_size=16", "energy.width=8", "sampler.steps=2", f"train.push_negatives={push}"]
+    # the shapes recipe's buffer stores uint8 and augments its draws, as the reference's does
+    result = run_cli("run", str(RECIPES / "improved_cd_shapes.toml"), "--out", str(out), *[a for s in settings for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    rows = [row for row in read_metrics(out) if "nn_entropy/active" in row]
+    assert [row["nn_entropy/active"] for row in rows] == [active_at_first_update, 1.0]
+
+
+def test_the_reservoir_fills_by_whole_batches_as_the_reference_does():
+    buffer = ReplayBuffer(capacity=10_000, policy="reservoir", noise=torch.zeros)
+    for _ in range(100):
+        buffer.push(torch.rand(128, 1))
+    assert buffer.size == 10_112 and len(buffer.storage) == 10_112  # 79 batches, then it keeps its size
+    again = ReplayBuffer(capacity=10_000, policy="reservoir", noise=torch.zeros)
+    again.load_state_dict(buffer.state_dict())
+    again.push(torch.rand(128, 1))
+    assert again.size == 10_112

@@ -16,7 +16,9 @@ class ReplayBuffer:
     """Replay buffer of past samples (FIFO or reservoir); chains restart from noise with probability reinit_prob.
 
     - ``fifo`` keeps the newest ``capacity`` samples; ``reservoir`` keeps a uniform sample of
-      everything ever offered (each of N offers is present with probability capacity/N).
+      everything ever offered. As the Improved-CD reference's reservoir does, it fills by whole
+      batches until it holds at least ``capacity`` samples (10,112 for capacity 10,000 and batch
+      128), then keeps that size: each of N offers is present with probability size/N.
     - ``uint8`` stores images as 255·clip(x, 0, 1) in one byte per value and dequantises each
       draw as x/256 + U(0, 1/256), as the Improved-CD reference does.
     - ``on_draw`` is a transition applied to every sample drawn from the buffer (e.g.
@@ -78,24 +80,29 @@ class ReplayBuffer:
             if n > self.capacity:  # only the newest `capacity` survive
                 slots, x = slots[-self.capacity:], x[-self.capacity:]
             self.storage[slots] = x
+            self.size = min(self.capacity, self.size + n)
+        elif self.size < self.capacity:  # filling: the whole batch goes in, as in the reference
+            if self.size + n > len(self.storage):
+                extra = self.storage.new_empty(self.size + n - len(self.storage), *self.storage.shape[1:])
+                self.storage = torch.cat([self.storage, extra])
+            self.storage[self.size : self.size + n] = x
+            self.size += n
         else:
             self._reservoir(x)
-        self.size = min(self.capacity, self.size + n)
         self.offered += n
 
     def _reservoir(self, x: torch.Tensor) -> None:
-        # Offer number m (1-based, over all time) is kept with probability capacity/m, replacing
-        # a uniform slot (Algorithm R): then every offer is present with probability capacity/N.
+        # Offer number m (1-based, over all time) is kept with probability size/m, replacing a
+        # uniform slot (Algorithm R): then every offer is present with probability size/N.
         n = x.shape[0]
         counts = self.offered + torch.arange(1, n + 1, device=x.device)
-        filling = counts <= self.capacity
-        slots = torch.where(filling, counts - 1, (torch.rand(n, device=x.device) * counts).long())
-        accepted = slots < self.capacity
+        slots = (torch.rand(n, device=x.device) * counts).long()
+        accepted = slots < self.size
         # When two offers of one batch pick the same slot, the later one wins, as in a sequential loop.
-        winner = torch.full((self.capacity,), -1, dtype=torch.long, device=x.device)
+        winner = torch.full((self.size,), -1, dtype=torch.long, device=x.device)
         winner.scatter_reduce_(0, slots[accepted], torch.arange(n, device=x.device)[accepted], reduce="amax")
         filled = winner >= 0
-        self.storage[filled] = x[winner[filled]]
+        self.storage[: self.size][filled] = x[winner[filled]]
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"size": torch.tensor(self.size), "offered": torch.tensor(self.offered)}
@@ -107,5 +114,6 @@ class ReplayBuffer:
         self.size, self.offered = int(state["size"]), int(state["offered"])
         if "storage" in state:
             stored = state["storage"]
-            self.storage = torch.empty(self.capacity, *stored.shape[1:], dtype=stored.dtype, device=stored.device)
+            slots = max(self.capacity, self.size)  # a reservoir may hold up to a batch more
+            self.storage = torch.empty(slots, *stored.shape[1:], dtype=stored.dtype, device=stored.device)
             self.storage[: self.size] = stored
