@@ -96,9 +96,9 @@ class ResBlock(nn.Module):
 class Branch(nn.Module):
     """A stem conv, residual blocks given as (channels, downsample, widen), mean pool, linear head."""
 
-    def __init__(self, stem: int, classes: int, blocks: list[tuple[int, bool, bool]], attention_after: int | None):
+    def __init__(self, stem: int, classes: int, blocks: list[tuple[int, bool, bool]], attention_after: int | None, image_channels: int = 3):
         super().__init__()
-        self.stem = nn.Conv2d(3, stem, 3, padding=1)
+        self.stem = nn.Conv2d(image_channels, stem, 3, padding=1)
         layers: list[nn.Module] = []
         channels = stem
         for index, (block_channels, downsample, widen) in enumerate(blocks):
@@ -155,8 +155,8 @@ class ResNetEnergy(Energy):
         num_classes: int | None = None,
     ):
         super().__init__()
-        if len(data_shape) != 3 or data_shape[0] != 3:
-            raise EbmkitError(f"{type(self).__name__} needs RGB images (3, H, W), got samples of shape {tuple(data_shape)}")
+        if len(data_shape) != 3 or data_shape[0] not in (1, 3):
+            raise EbmkitError(f"{type(self).__name__} needs RGB or grey images (3 or 1, H, W), got samples of shape {tuple(data_shape)}")
         if width < 8 or width % 8:
             raise EbmkitError(f"the energy's width must be a multiple of 8, got {width}")
         self.num_classes = num_classes
@@ -164,10 +164,11 @@ class ResNetEnergy(Energy):
         self.multiscale = multiscale
         branches = self.layout(width)
         stem, blocks, attention = branches["full"]
-        self.full = Branch(stem, classes, blocks, attention if self_attention else None)
+        channels = data_shape[0]
+        self.full = Branch(stem, classes, blocks, attention if self_attention else None, channels)
         if multiscale:
-            self.half_res = Branch(branches["half"][0], classes, branches["half"][1], None)
-            self.quarter_res = Branch(branches["quarter"][0], classes, branches["quarter"][1], None)
+            self.half_res = Branch(branches["half"][0], classes, branches["half"][1], None, channels)
+            self.quarter_res = Branch(branches["quarter"][0], classes, branches["quarter"][1], None, channels)
 
     @property
     def num_scales(self) -> int:

@@ -1,0 +1,91 @@
+"""scikit-learn's bundled handwritten digits: 1,797 real 8x8 images of 0-9, read from the installed
+scikit-learn (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from ebmkit import EbmkitError
+from ebmkit.protocols import Conditioning
+
+CLASSES = tuple(str(d) for d in range(10))
+#: The fixed split: the last 360 images (20%, 36 of each digit) are the test split. The images come
+#: in writer order, so the split mostly separates writers rather than scattering each writer's
+#: digits over both sides.
+TEST_SIZE = 360
+LEVELS = 16  # pixels are counts 0..16 of a 4x4 block's ink, in 17 levels
+
+
+def load_counts() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 images as float counts (N, 8, 8) in 0..16, and their digits (N,)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise EbmkitError(
+            "the digits dataset is read from scikit-learn, which is not installed: pip install \"ebmkit[digits]\""
+        ) from None
+    bunch = load_digits()
+    return torch.from_numpy(bunch.images).float(), torch.from_numpy(bunch.target).long()
+
+
+@attrs.define(kw_only=True)
+class Digits(torch.utils.data.Dataset):
+    """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels; labels 0-9), no download.
+
+    ``split``: ``train`` (the first 1,437 images), ``test`` (the last 360, 36 per digit) or
+    ``all``. ``image_size`` resamples (bilinear); ``channels = 3`` repeats the grey channel.
+    ``binarize`` gives 0/1 pixels (count >= 8 of 16, before resampling), e.g. for RBMs;
+    otherwise pixels are dequantised: (count + U(0, 1)) / 17. ``conditional`` returns the
+    digit as the label, so a model can be conditioned on it (``E.given("7")``).
+    """
+
+    split: Literal["train", "test", "all"] = attrs.field(default="train", validator=attrs.validators.in_(("train", "test", "all")))
+    image_size: int = attrs.field(default=8, validator=attrs.validators.ge(4))
+    channels: int = attrs.field(default=1, validator=attrs.validators.in_((1, 3)))
+    binarize: bool = False
+    conditional: bool = False
+    images: torch.Tensor = attrs.field(init=False, repr=False)
+    labels: torch.Tensor = attrs.field(init=False, repr=False)
+
+    domain = (0.0, 1.0)
+
+    def __attrs_post_init__(self) -> None:
+        counts, labels = load_counts()
+        keep = {"train": slice(0, len(counts) - TEST_SIZE), "test": slice(len(counts) - TEST_SIZE, None), "all": slice(None)}[self.split]
+        counts, self.labels = counts[keep], labels[keep]
+        if self.binarize:
+            x = (counts >= LEVELS / 2).float()
+        else:
+            x = counts / (LEVELS + 1)  # dequantised per draw: (count + u) / 17 lies in [0, 1)
+        x = x[:, None]
+        if self.image_size != 8:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True)
+            if self.binarize:
+                x = (x >= 0.5).float()
+        self.images = x
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(CLASSES) if self.conditional else None
+
+    @property
+    def conditioning(self) -> Conditioning | None:
+        return Conditioning("digit", CLASSES) if self.conditional else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        x = self.images[index]
+        if not self.binarize:
+            x = x + torch.rand_like(x) / (LEVELS + 1)
+        x = x.expand(self.channels, -1, -1).clone() if self.channels == 3 else x
+        return (x, self.labels[index]) if self.conditional else x
