@@ -150,7 +150,7 @@ CASES = [
     # -- an energy that cannot take the data
     case("energy-image-too-small", "energy", "cannot take a batch of shape (2, 3, 8, 8)", recipe="improved_cd_shapes.toml",
          sets=["data.image_size=8", *SMALL_SHAPES]),
-    case("energy-images-for-vectors", "energy", "needs RGB images", sets=["energy={name='resnet_ebm', width=8}"]),
+    case("energy-images-for-vectors", "energy", "needs RGB or grey images", sets=["energy={name='resnet_ebm', width=8}"]),
     case("energy-vectors-for-images", "energy", "needs vector data", recipe="improved_cd_shapes.toml",
          sets=["energy={name='quadratic'}", *SMALL_SHAPES]),
     # -- --set itself

@@ -219,6 +219,7 @@ def write_celeba(root):
 
 def file_dataset_setups():
     from . import test_datasets as files
+    from . import test_real_data as real
 
     folder = (lambda root: files.write_images(root / "sub", 5), {"image_size": 16})
     return {
@@ -228,6 +229,9 @@ def file_dataset_setups():
         "image_folder": folder, "celebahq": folder, "lsun_bedroom": folder,
         "celeba_attributes": (write_celeba, {"attribute": "Male", "image_size": 16}),
         "celebahq_attributes": (lambda root: files.write_celebahq(root, "celebamask"), {"image_size": 8}),
+        "mnist": (real.write_mnist, {"conditional": True, "image_size": 14}),
+        "fashion_mnist": (real.write_fashion_mnist, {"channels": 3, "binarize": True}),
+        "array": (real.write_array, real.array_params),  # parameters from the folder: it takes a path, not a root
     }
 
 
@@ -244,7 +248,8 @@ def test_datasets_that_read_files_keep_their_contract(name, tmp_path, monkeypatc
     write, params = file_dataset_setups()[name]
     write(tmp_path)
     skip_md5(monkeypatch)
-    assert check_component("dataset", name, {"root": str(tmp_path), **params}) == ["shapes", "determinism"]
+    params = params(tmp_path) if callable(params) else {"root": str(tmp_path), **params}
+    assert check_component("dataset", name, params) == ["shapes", "determinism"]
 
 
 def test_the_loss_check_catches_a_loss_cut_off_from_the_weights():

@@ -1,4 +1,5 @@
-"""Every shipped recipe runs a 2-step smoke pass: tiny width and image size, synthetic images."""
+"""Every shipped recipe runs a 2-step smoke pass: tiny width and image size, synthetic images (real digits for
+the digits recipes)."""
 
 from __future__ import annotations
 
@@ -34,17 +35,24 @@ def smoke_overrides(path) -> list[str]:
     own_label = tomllib.loads(text).get("data", {}).get("label") if "shapes" in text else None
     label = f', label = "{own_label}"' if isinstance(own_label, str) else (
         ', label = "color"' if "_attributes" in text or "attribute_classifier" in text else "")
+    # real digits ship with scikit-learn: those recipes run on them (16 px, the least resnet_ebm takes)
+    data = ('{name = "digits", image_size = 16, conditional = true}' if data_name(path) == "digits"
+            else f'{{name = "shapes", size = 64, image_size = {side}{label}}}')
     overrides = [
         "run.device=cpu",
-        f'data={{name = "shapes", size = 64, image_size = {side}{label}}}',
-        "energy.width=8", "sampler.steps=2", "train.steps=2", "train.batch_size=8", "train.log_every=1",
+        f"data={data}",
+        "energy.width=8", "train.steps=2", "train.batch_size=8", "train.log_every=1",
     ]
     recipe = load(path)  # only to find where the buffer, the entropy term and the evaluators sit
+    annealed = recipe.one("sampler").entry.name == "annealed_langevin"
+    overrides += ["sampler.levels=2", "sampler.steps_per_level=1"] if annealed else ["sampler.steps=2"]
     if recipe.one("buffer") is not None:
         overrides.append("buffer.capacity=32")
     for index, spec in enumerate(recipe.many("evaluators")):
         if spec.entry.name in ("sample_grid", "denoise"):
             overrides += [f"evaluators.{index}.num_samples=4", f"evaluators.{index}.nrow=2"]
+        if spec.entry.name == "classifier_quality":
+            overrides += [f"evaluators.{index}.{key}" for key in ("num_samples=4", "train_steps=2", "num_train=64", "num_test=40")]
         if spec.entry.name == "attribute_classifier":
             overrides += [f"evaluators.{index}.num_samples=6", f"evaluators.{index}.train_steps=2"]
         if spec.entry.name == "ood":

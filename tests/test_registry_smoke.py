@@ -79,6 +79,8 @@ SMOKE = {
     ("evaluators", "ood"): (IMAGES, {"test_set": {"name": "shapes", "size": 8, "image_size": 16, "seed": 1}, "num_samples": 8,
                                      "ood_sets": [{"name": "uniform_noise", "size": 8, "image_size": 16}], "plot": False}),
     ("evaluators", "energy_histogram"): (TWO_D, {"num_samples": 8, "bins": 5}),
+    ("evaluators", "classifier_quality"): (IMAGES, {"train_set": {"name": "digits", "image_size": 16, "channels": 3, "conditional": True},
+                                                    "train_steps": 2, "num_train": 64, "num_test": 20, "num_samples": 4, "batch_size": 4}),
     ("evaluators", "chain_trace"): (TWO_D, {"num_chains": 2, "steps": 3}),
     ("evaluators", "mcmc_diagnostics"): (TWO_D, {"num_chains": 2, "steps": 8, "burn_in": 2}),
     ("samplers", "improved_cd_test_time"): (IMAGES, {"rounds": 1, "steps_per_round": 1, "final_steps": 1, "step_size": 1.0}),
@@ -100,9 +102,11 @@ SMOKE = {
     ("evaluators", "classification_accuracy"): ({**IMAGES, "data": {**IMAGES["data"], "label": "shape"}}, {"num_test": 8, "batch_size": 4}),
     ("datasets", "uniform_noise"): (IMAGES, {"size": 16, "image_size": 16}),
     ("datasets", "constant_images"): (IMAGES, {"size": 16, "image_size": 16}),
+    ("datasets", "digits"): (RBM, {"split": "test", "binarize": True}),
 }
 #: Datasets that read files: tests/test_datasets.py runs them on files it writes.
-FILE_DATASETS = {"cifar10", "cifar100", "svhn", "image_folder", "celebahq", "lsun_bedroom", "celeba_attributes", "celebahq_attributes"}
+FILE_DATASETS = {"cifar10", "cifar100", "svhn", "image_folder", "celebahq", "lsun_bedroom", "celeba_attributes", "celebahq_attributes",
+                 "mnist", "fashion_mnist", "array"}
 #: Transitions have no table of their own: they go into the sampler.
 NESTED = {"transitions": ("sampler", "transitions")}
 

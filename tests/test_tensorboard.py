@@ -85,7 +85,7 @@ def test_sample_grids_are_an_image_series(trained):
     for image in images:
         written = np.asarray(Image.open(trained / f"samples_step{image.step:07d}.png").convert("RGB"))
         shown = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
-        assert (image.height, image.width) == shown.shape[:2] == (38, 38)  # a 2 x 2 grid of 16 px, 2 px padding
+        assert (image.height, image.width) == shown.shape[:2] == (134, 134)  # a 2 x 2 grid of 16 px shown at 64 px, 2 px padding
         np.testing.assert_array_equal(shown, written)
 
 

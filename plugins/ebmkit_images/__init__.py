@@ -1,21 +1,29 @@
-"""Image datasets (the procedural shapes dataset, shipped; CIFAR-10/100, SVHN, image folders, CelebA and
-CelebA-HQ attributes; noise and constant images) and image evaluators (sample grids, curves, attribute
-classifier, OOD detection)."""
+"""Image datasets (the procedural shapes dataset, shipped; scikit-learn's digits; MNIST, Fashion-MNIST,
+CIFAR-10/100, SVHN, image folders (labelled by class folder or not), CelebA and CelebA-HQ attributes;
+a user's own arrays from .npy, .npz or .safetensors files; noise and constant images) and image
+evaluators (sample grids, curves, attribute classifier, OOD detection)."""
 
 from ebmkit import hookimpl
 
 
 @hookimpl
 def ebmkit_register_datasets(register):
+    from ebmkit_images.array import ArrayDataset
     from ebmkit_images.celebahq import celebahq_attributes
     from ebmkit_images.cifar10 import Cifar10
     from ebmkit_images.cifar100 import Cifar100
+    from ebmkit_images.digits import Digits
     from ebmkit_images.folder import CELEBAHQ, LSUN_BEDROOM, celeba_attributes, image_folder
+    from ebmkit_images.mnist import FashionMnist, Mnist
     from ebmkit_images.shapes import Shapes
     from ebmkit_images.svhn import Svhn
     from ebmkit_images.synthetic_ood import ConstantImages, UniformNoise
 
     register("shapes", Shapes)
+    register("digits", Digits)
+    register("mnist", Mnist)
+    register("fashion_mnist", FashionMnist)
+    register("array", ArrayDataset, summary="Your own samples from a .npy, .npz or .safetensors file (any shape), with optional labels")
     register("cifar10", Cifar10)
     register("cifar100", Cifar100)
     register("svhn", Svhn)
@@ -31,6 +39,7 @@ def ebmkit_register_datasets(register):
 @hookimpl
 def ebmkit_register_evaluators(register):
     from ebmkit_images.attribute_classifier import AttributeClassifier
+    from ebmkit_images.classifier_quality import ClassifierQuality
     from ebmkit_images.curves import TrainingCurves
     from ebmkit_images.fidelity import FID, KID, InceptionScore
     from ebmkit_images.ood import OODDetection
@@ -43,3 +52,5 @@ def ebmkit_register_evaluators(register):
     register("kid", KID, summary="Kernel Inception Distance of samples to a reference set (torch-fidelity), with its protocol")
     register("inception_score", InceptionScore, summary="Inception Score of samples (torch-fidelity), with its protocol")
     register("ood", OODDetection, summary="AUROC of the energy between a test set and out-of-distribution sets, with score histograms")
+    register("classifier_quality", ClassifierQuality,
+             summary="Fréchet distance of small images in a data-trained classifier's features, with its floor and ceiling; class coverage")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import attrs
 import torch
@@ -16,13 +15,18 @@ from ebmkit.protocols import Conditioning
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-def load_image(path: Path, image_size: int) -> torch.Tensor:
-    """An RGB image resized (shorter side) and centre-cropped to image_size, as uint8 (3, S, S)."""
+#: PIL's mode for each number of channels an image folder reads.
+MODES = {1: "L", 3: "RGB"}
+
+
+def load_image(path: Path, image_size: int, channels: int = 3) -> torch.Tensor:
+    """An image converted to grey (channels 1) or RGB (3), resized (shorter side) and centre-cropped
+    to image_size, as uint8 (channels, S, S)."""
     import torchvision.transforms.functional as TF
     from PIL import Image
 
     with Image.open(path) as image:
-        image = image.convert("RGB")
+        image = image.convert(MODES[channels])
         image = TF.resize(image, image_size, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
         image = TF.center_crop(image, [image_size, image_size])
         return TF.pil_to_tensor(image)
@@ -35,6 +39,7 @@ class ImageFolder(torch.utils.data.Dataset):
     root: str
     image_size: int = attrs.field(default=128, validator=attrs.validators.ge(8))
     where_to_get: str = attrs.field(default="", repr=False)
+    channels: int = attrs.field(default=3, validator=attrs.validators.in_(tuple(MODES)))
     files: list[Path] = attrs.field(init=False, repr=False)
 
     domain = (0.0, 1.0)
@@ -43,7 +48,7 @@ class ImageFolder(torch.utils.data.Dataset):
 
     def __attrs_post_init__(self) -> None:
         root = Path(self.root)
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS) if root.is_dir() else []
+        files = image_files(root) if root.is_dir() else []
         if not files:
             hint = f"\n {self.where_to_get}" if self.where_to_get else ""
             state = "does not exist" if not root.exists() else "holds no images (.png, .jpg, .jpeg, .webp, .bmp)"
@@ -52,7 +57,7 @@ class ImageFolder(torch.utils.data.Dataset):
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return (3, self.image_size, self.image_size)
+        return (self.channels, self.image_size, self.image_size)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -60,7 +65,7 @@ class ImageFolder(torch.utils.data.Dataset):
     def _image(self, index: int) -> torch.Tensor:
         from ebmkit_images.dequantize import dequantize
 
-        return dequantize(load_image(self.files[index], self.image_size).float() / 255)
+        return dequantize(load_image(self.files[index], self.image_size, self.channels).float() / 255)
 
     def __getitem__(self, index: int):
         return self._image(index)
@@ -76,9 +81,72 @@ def folder_params(default_root: str, **extra: Any) -> type:
     return attrs.make_class("FolderParams", fields, kw_only=True)
 
 
-def image_folder(root: str, image_size: int = 128) -> ImageFolder:
-    """All images under a folder (recursively), resized and centre-cropped to image_size, dequantised."""
-    return ImageFolder(root=root, image_size=image_size)
+def image_files(folder: Path) -> list[Path]:
+    """The images under ``folder`` (recursively), in sorted path order."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+
+
+@attrs.define(kw_only=True)
+class ClassFolders(ImageFolder):
+    """torchvision's ImageFolder layout, root/<class>/<images>: each image labelled by its class
+    folder. The classes are the subfolders' names in sorted order, as torchvision numbers them
+    (folders whose names start with "." are skipped); the images of a class are those under its
+    folder, recursively."""
+
+    classes: tuple[str, ...] = attrs.field(init=False)
+    targets: torch.Tensor = attrs.field(init=False, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def conditioning(self) -> Conditioning:
+        return Conditioning("class", self.classes)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()  # the folder exists and holds images
+        root = Path(self.root)
+        loose = [p for p in self.files if p.parent == root]
+        if loose:
+            raise EbmkitError(
+                f"{root.resolve()} holds {len(loose)} image{'s' if len(loose) > 1 else ''} directly in it "
+                f"(e.g. {loose[0].name}); with labels = \"folders\" each image goes in the folder of its class, "
+                f"root/<class>/<image>. Move them into class folders, or set labels = \"none\" for unlabelled images"
+            )
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        files, targets = [], []
+        for index, folder in enumerate(folders):
+            images = image_files(folder)
+            if not images:
+                raise EbmkitError(
+                    f"the class folder {folder.resolve()} holds no images (.png, .jpg, .jpeg, .webp, .bmp); put the "
+                    f"images of class {folder.name!r} there, or remove the folder"
+                )
+            files += images
+            targets += [index] * len(images)
+        self.classes = tuple(folder.name for folder in folders)
+        self.files, self.targets = files, torch.tensor(targets)
+
+    def __getitem__(self, index: int):
+        return self._image(index), self.targets[index]
+
+
+def image_folder(
+    root: str,
+    image_size: int = 128,
+    labels: Literal["none", "folders"] = "none",
+    channels: Annotated[int, attrs.validators.in_(tuple(MODES))] = 3,
+) -> ImageFolder:
+    """All images under a folder (recursively), resized and centre-cropped to image_size, dequantised.
+
+    ``labels = "folders"`` reads torchvision's ImageFolder layout, root/<class>/<images>: each
+    image is labelled by its class folder (classes: the folder names, sorted), and a model
+    trained on it is conditioned by folder name (``E.given("cat")``). ``channels = 1`` reads
+    grey images, 3 (the default) RGB.
+    """
+    folder_type = ClassFolders if labels == "folders" else ImageFolder
+    return folder_type(root=root, image_size=image_size, channels=channels)
 
 
 def _folder(root: str, where_to_get: str):

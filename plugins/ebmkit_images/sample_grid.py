@@ -1,5 +1,8 @@
+"""Sample grids: samples drawn from the model, written as one PNG, small images scaled up to be seen."""
+
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import attrs
@@ -8,20 +11,48 @@ import torch
 from ebmkit.params import component
 from ebmkit.protocols import EvalContext
 
+#: images smaller than this are scaled up (nearest neighbour, by a whole factor) to at least it
+VISIBLE_SIZE = 64
+
+
+def upscale_factor(height: int, width: int) -> int:
+    """The smallest whole factor that makes an image of this size at least VISIBLE_SIZE px on its short side."""
+    return max(1, -(-VISIBLE_SIZE // min(height, width)))
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int, scale: int | None = None) -> None:
+    """Write images (N, C, H, W) in [0, 1] (one or three channels) as a PNG grid, ``nrow`` per row.
+
+    ``scale``: each pixel becomes a scale x scale block (nearest neighbour, so pixels stay
+    pixels); None picks the factor that shows an 8 px digit at 64 px; 1 writes them as they are.
+    The padding is grey, so it shows between images with a black or a white background.
+    """
+    from torchvision.utils import save_image
+
+    images = images.detach().clamp(0, 1).cpu()
+    factor = upscale_factor(*images.shape[-2:]) if scale is None else scale
+    if factor > 1:
+        images = images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+    save_image(images, path, nrow=nrow, padding=max(2, factor // 2), pad_value=0.5)
+
 
 @attrs.frozen
 class SampleGrid:
-    """Draws samples (with its own sampler, or the run's) and writes them as a PNG grid (samples_step*.png)."""
+    """Draws samples (with its own sampler, or the run's) and writes them as a PNG grid (samples_step*.png).
+
+    Images smaller than 64 px are scaled up by a whole factor (nearest neighbour) to at least
+    64 px, unless ``scale`` says otherwise (1: as they are).
+    """
 
     num_samples: int = attrs.field(default=64, validator=attrs.validators.gt(0))
     source: Literal["buffer", "noise"] = "buffer"
     nrow: int = attrs.field(default=8, validator=attrs.validators.gt(0))
     #: a sampler of its own (``[evaluators.sampler]``), e.g. longer chains than training uses
     sampler: Any = component("samplers")
+    #: each pixel becomes a scale x scale block; by default the factor that shows images at 64 px or more
+    scale: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
-        from torchvision.utils import save_image
-
         use_buffer = self.source == "buffer" and ctx.buffer is not None and len(ctx.buffer) >= self.num_samples
         x0 = ctx.buffer.draw(self.num_samples, ctx.noise(self.num_samples)) if use_buffer else ctx.noise(self.num_samples)
         cond = None
@@ -29,7 +60,7 @@ class SampleGrid:
             # One row per class label, so a conditional model's classes can be told apart.
             cond = torch.arange(self.num_samples, device=x0.device) // self.nrow % ctx.dataset.num_classes
         result = (self.sampler or ctx.sampler).sample(ctx.energy, x0, cond=cond)
-        save_image(result.x.clamp(0, 1).cpu(), ctx.out_dir / f"samples_step{ctx.step:07d}.png", nrow=self.nrow)
+        save_grid(result.x, ctx.out_dir / f"samples_step{ctx.step:07d}.png", nrow=self.nrow, scale=self.scale)
         with torch.no_grad():
             energy = ctx.energy(result.x, cond).mean()
         return {"sample_energy": float(energy)}
