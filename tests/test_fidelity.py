@@ -50,6 +50,19 @@ def test_frechet_distance_matches_the_closed_form_on_gaussians():
     assert fidelity.frechet_distance(same, same) == pytest.approx(0.0, abs=1e-8)
 
 
+def test_frechet_distance_agrees_with_torch_fidelitys_on_singular_features():
+    """Few samples of ReLU features (dead units, rank-deficient covariances), as small-image classifiers give."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.relu(torch.randn(60, 32, generator=generator, dtype=torch.float64) - 0.5)
+    b = torch.relu(torch.randn(60, 32, generator=generator, dtype=torch.float64) * 1.5)
+    a[:, :4] = b[:, :4] = 0  # dead units
+    stats = [fid_features_to_statistics(f) for f in (a, b)]
+    theirs = float(fid_statistics_to_metric(stats[0], stats[1], verbose=False)["frechet_inception_distance"])
+    assert fidelity.frechet_distance(a, b) == pytest.approx(theirs, rel=1e-6)
+
+
 def tiny_shapes_run(folder) -> str:
     data = {
         "run": {"seed": 0},

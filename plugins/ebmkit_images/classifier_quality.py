@@ -184,13 +184,6 @@ def coverage(predicted: torch.Tensor, num_classes: int) -> tuple[float, torch.Te
     return float(entropy.exp()) / num_classes, fractions
 
 
-def _require_fidelity() -> None:
-    try:
-        import torch_fidelity  # noqa: F401 - its Fréchet distance is the one every ebmkit FD uses
-    except ImportError:
-        raise EbmkitError("classifier_quality computes its Fréchet distance with torch-fidelity's: pip install ebmkit[metrics]") from None
-
-
 @attrs.frozen(kw_only=True)
 class ClassifierQuality:
     """Sample quality of small images, measured with a CNN trained on the data's labels.
@@ -227,7 +220,6 @@ class ClassifierQuality:
     num_test: int = attrs.field(default=2_000, validator=attrs.validators.gt(3))
 
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
-        _require_fidelity()
         train_source, test_source = self._datasets(ctx)
         train = read_labelled(train_source, self.num_train)
         test = read_labelled(test_source, self.num_test)
