@@ -35,15 +35,12 @@ def smoke_overrides(path) -> list[str]:
     own_label = tomllib.loads(text).get("data", {}).get("label") if "shapes" in text else None
     label = f', label = "{own_label}"' if isinstance(own_label, str) else (
         ', label = "color"' if "_attributes" in text or "attribute_classifier" in text else "")
-    # real digits ship with scikit-learn: those recipes run on them (16 px, the least resnet_ebm takes)
-    data = ('{name = "digits", image_size = 16, conditional = true}' if data_name(path) == "digits"
+    # real digits ship with scikit-learn: those recipes run on them
+    data = ('{name = "digits", conditional = true}' if data_name(path) == "digits"
             else f'{{name = "shapes", size = 64, image_size = {side}{label}}}')
-    overrides = [
-        "run.device=cpu",
-        f"data={data}",
-        "energy.width=8", "train.steps=2", "train.batch_size=8", "train.log_every=1",
-    ]
+    overrides = ["run.device=cpu", f"data={data}", "train.steps=2", "train.batch_size=8", "train.log_every=1"]
     recipe = load(path)  # only to find where the buffer, the entropy term and the evaluators sit
+    overrides.append("energy.hidden=16" if recipe.one("energy").entry.name == "mlp" else "energy.width=8")
     annealed = recipe.one("sampler").entry.name == "annealed_langevin"
     overrides += ["sampler.levels=2", "sampler.steps_per_level=1"] if annealed else ["sampler.steps=2"]
     if recipe.one("buffer") is not None:
