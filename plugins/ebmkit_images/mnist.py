@@ -51,11 +51,17 @@ def resample(images: torch.Tensor, size: int) -> torch.Tensor:
 
 @attrs.define(kw_only=True)
 class TorchvisionMnist(torch.utils.data.Dataset):
-    """What MNIST and Fashion-MNIST share: torchvision's reader of the unpacked IDX files, the
-    pixels resampled, binarised or dequantised, labels when conditional. A subclass declares the
-    parameters (root, train, download, conditional, image_size, channels, binarize), names the
-    reader and where to get the files below, and calls :meth:`_read` after init."""
+    """What MNIST and Fashion-MNIST share: the parameters, torchvision's reader of the unpacked
+    IDX files, the pixels resampled, binarised or dequantised, labels when conditional. A
+    subclass gives ``root`` its default and names the reader and where to get the files below."""
 
+    root: str
+    train: bool = True
+    download: bool = False
+    conditional: bool = False
+    image_size: int = attrs.field(default=NATIVE_SIZE, validator=attrs.validators.ge(4))
+    channels: int = attrs.field(default=1, validator=attrs.validators.in_((1, 3)))
+    binarize: bool = False
     images: torch.Tensor = attrs.field(init=False, repr=False)
     labels: torch.Tensor = attrs.field(init=False, repr=False)
 
@@ -65,6 +71,9 @@ class TorchvisionMnist(torch.utils.data.Dataset):
     source = "https://ossci-datasets.s3.amazonaws.com/mnist/ (torchvision's mirror)"
     classes = tuple(str(d) for d in range(10))
     attribute = "digit"
+
+    def __attrs_post_init__(self) -> None:
+        self._read()
 
     def _read(self) -> None:
         import torchvision.datasets
@@ -150,14 +159,6 @@ class TorchvisionMnist(torch.utils.data.Dataset):
         return (x, self.labels[index]) if self.conditional else x
 
 
-def image_size_field():
-    return attrs.field(default=NATIVE_SIZE, validator=attrs.validators.ge(4))
-
-
-def channels_field():
-    return attrs.field(default=1, validator=attrs.validators.in_((1, 3)))
-
-
 @attrs.define(kw_only=True)
 class Mnist(TorchvisionMnist):
     """MNIST's handwritten digits (28x28 grey, labels "0".."9") in torchvision's layout (root/MNIST/raw/).
@@ -171,15 +172,6 @@ class Mnist(TorchvisionMnist):
     """
 
     root: str = "data/mnist"
-    train: bool = True
-    download: bool = False
-    conditional: bool = False
-    image_size: int = image_size_field()
-    channels: int = channels_field()
-    binarize: bool = False
-
-    def __attrs_post_init__(self) -> None:
-        self._read()
 
 
 @attrs.define(kw_only=True)
@@ -193,20 +185,11 @@ class FashionMnist(TorchvisionMnist):
     """
 
     root: str = "data/fashion_mnist"
-    train: bool = True
-    download: bool = False
-    conditional: bool = False
-    image_size: int = image_size_field()
-    channels: int = channels_field()
-    binarize: bool = False
 
     reader = "FashionMNIST"
     title = "Fashion-MNIST"
     source = "https://github.com/zalandoresearch/fashion-mnist (the data/fashion folder)"
     attribute = "class"
-
-    def __attrs_post_init__(self) -> None:
-        self._read()
 
     @property
     def classes(self) -> tuple[str, ...]:
