@@ -75,6 +75,8 @@ class Trainer:
         self.conditional_negatives = all(n.conditional for n in needs if n.negatives)
         buffer = run.components.buffer
         self.reference_set = buffer if isinstance(buffer, ReferenceSet) else None
+        #: whether the samples enter the buffer before the losses (the reference's order) or after the step
+        self.push_first = run.recipe.train.push_negatives == "before_losses"
         self._window_start, self._window_steps = time.perf_counter(), 0
         #: The signal that asked the run to stop, once one came.
         self.interrupted: int | None = None
@@ -132,12 +134,11 @@ class Trainer:
         cond = cond.to(run.device) if cond is not None else None
         batch = TrainBatch(run.model, x_pos, cond, reference_set=self.reference_set)
         result = self.sample(batch) if self.wants_negatives else None
-        pushed_first = run.recipe.train.push_negatives == "before_losses"
-        if pushed_first:
+        if self.push_first:
             self.push(result)
         total, metrics = self.losses(batch)
         self.step(total, batch, metrics)
-        self.after_step(None if pushed_first else result)
+        self.after_step(None if self.push_first else result)
         # No host synchronisation here but the divergence flag: the metrics stay on the device
         # until an update is logged, so the device is not stalled between updates.
         state.step += 1
