@@ -67,6 +67,7 @@ def evaluate(
     recipe = validate(data, f"the recipe of {folder}", registries)
     components = build(recipe, recipe.run.device)
     energy = load(folder, ema=ema, device=recipe.run.device, registries=registries)
+    restore_buffer(components, folder, recipe.run.device)
     has_ema = ema and (folder / "ema.safetensors").is_file()
     run_dir = run_folder_of(folder)
     step = int(meta.get("step", 0))
@@ -78,6 +79,19 @@ def evaluate(
             lock.close()
 
 
+def restore_buffer(components: Any, folder: Path, device: Any) -> None:
+    """Fill the rebuilt replay buffer with the one the checkpoint saved (rank 0's), so that an
+    evaluator with ``source = "buffer"`` continues the chains training left, as it did in training."""
+    from ebmkit.checkpoint import read_meta, read_state
+
+    if components.buffer is None or read_meta(folder)["format"] < 3:
+        return
+    saved = read_state(folder, device, rank=0, world_size=int(read_meta(folder).get("world_size", 1)))
+    state = saved["components"].get("buffer")
+    if state is not None:
+        components.buffer.load_state_dict(state)
+
+
 def _run(components: Any, energy: Any, run_dir: Path, step: int, ema: bool, console: Any) -> dict[str, Any]:
     from ebmkit.builtin.evaluation import run_evaluator
     from ebmkit.protocols import EvalContext
@@ -86,7 +100,7 @@ def _run(components: Any, energy: Any, run_dir: Path, step: int, ema: bool, cons
     metrics: dict[str, Any] = {}
     for placed in components.evaluators:
         ctx = EvalContext(energy, components.dataset, components.sampler, components.noise, run_dir, step, device,
-                          None, ema=ema)
+                          components.buffer, ema=ema)
         if console is not None:
             console.print(f"evaluating {placed.name} on step {step} of {run_dir}")
         found = run_evaluator(placed, ctx, seed=step)

@@ -63,7 +63,7 @@ def test_frechet_distance_agrees_with_torch_fidelitys_on_singular_features():
     assert fidelity.frechet_distance(a, b) == pytest.approx(theirs, rel=1e-6)
 
 
-def tiny_shapes_run(folder) -> str:
+def tiny_shapes_run(folder, **extra) -> str:
     data = {
         "run": {"seed": 0},
         "data": {"name": "shapes", "size": 64, "image_size": 16},
@@ -72,6 +72,7 @@ def tiny_shapes_run(folder) -> str:
         "losses": [{"name": "cd"}],
         "optim": {"name": "adam", "lr": 0.001},
         "train": {"steps": 2, "batch_size": 4, "log_every": 1, "eval_at_start": False, "ema": 0.9},
+        **extra,
     }
     train(validate(data, "tiny"), folder, live=False)
     return str(folder)
@@ -102,6 +103,16 @@ def test_eval_writes_fid_kid_is_with_their_protocol(shapes_run, run_cli, tmp_pat
     assert (Path(shapes_run) / "samples_step0000002.png").exists()
     assert (Path(shapes_run) / "energy_histogram_step0000002.png").exists() and "energy_histogram/energy_gap" in row
     assert json.loads((Path(shapes_run) / "eval_fid_step0000002.json").read_text())["fid/fid"] == row["fid/fid"]
+
+
+def test_eval_continues_the_chains_of_the_saved_replay_buffer(tmp_path, run_cli, monkeypatch):
+    """A run that trained from a replay buffer is evaluated from that buffer, as training evaluated it."""
+    monkeypatch.setenv("EBMKIT_CACHE_DIR", str(tmp_path / "cache"))
+    run = tiny_shapes_run(tmp_path / "run", buffer={"name": "replay", "capacity": 16, "reinit_prob": 0.0})
+    result = run_cli("eval", run, "--evaluator", "fid", "--set", "source='buffer'", "--set", "features='stand_in'",
+                     "--set", "num_samples=8", "--set", "batch_size=4", "--set", "num_reference=8")
+    assert result.exit_code == 0, result.output
+    assert "8 samples, chains from the replay buffer" in result.output
 
 
 def test_fid_of_the_reference_set_against_itself_is_zero_and_cached(shapes_run, tmp_path, monkeypatch):
