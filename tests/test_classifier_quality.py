@@ -128,6 +128,36 @@ def test_samples_that_are_the_other_half_of_the_test_split_score_the_floor(tmp_p
     assert evaluate(context(tmp_path, cache, None, samples=plain))["fd_ratio"] == pytest.approx(1.0, abs=0.3)
 
 
+def test_the_distances_average_halvings_of_the_test_split_each_with_samples_of_its_own(tmp_path, cache):
+    """Five seeded halvings, each balanced over the digits; the floor is the mean of their floors
+    (one halving's floor alone varies by a quarter), and each halving scores samples it alone gets."""
+    test = quality.read_labelled(digits("test"), 2_000)
+    halvings = [quality.split_halves(test.labels, k) for k in range(5)]
+    for a, b in halvings:
+        assert len(a) == len(b) == 180 and not set(a.tolist()) & set(b.tolist())
+        assert torch.bincount(test.labels[b], minlength=10).tolist() == [18] * 10
+    assert len({tuple(b.tolist()) for _, b in halvings}) == 5
+    model = quality.cached_classifier(cache, quality.read_labelled(digits("train"), 10_000), 10, 300)
+    with torch.no_grad():
+        features = model.features(test.images).double()
+    floors = [quality.frechet_distance(features[b], features[a]) for a, b in halvings]
+    assert max(floors) - min(floors) > 0.1 * min(floors)
+
+    class Counting(Untouched):
+        drawn = 0
+
+        def sample(self, energy, x0, *, cond=None, keep_graph=0):
+            Counting.drawn += len(x0)
+            return super().sample(energy, x0, cond=cond)
+
+    found = evaluate(context(tmp_path, cache, Counting()))
+    assert found["fd_real"] == pytest.approx(sum(floors) / 5, rel=1e-9)
+    assert Counting.drawn == 5 * 180 and found["fd_sd"] > 0
+    assert "mean over 5 seeded random halvings" in found["protocol"]
+    one = evaluate(context(tmp_path, cache, Untouched()), halvings=1)
+    assert one["fd_real"] == pytest.approx(floors[0], rel=1e-9) and one["fd_sd"] == 0.0
+
+
 def test_samples_of_one_class_cover_a_tenth(tmp_path, cache):
     train = digits("train")
     threes = train.images[train.labels == 3]

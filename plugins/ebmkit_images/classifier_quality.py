@@ -149,11 +149,12 @@ def cached_classifier(folder: Path, train: Labelled, num_classes: int, steps: in
     return model
 
 
-def split_halves(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of halves A and B of a test split: each class's images shuffled (seeded) and dealt
-    half to each (A takes an odd one out), each half ordered so that any prefix of it is as
-    balanced over the classes as it can be (the floor may use the first few of half B)."""
-    generator = torch.Generator().manual_seed(READ_SEED)
+def split_halves(labels: torch.Tensor, halving: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of halves A and B of a test split, the ``halving``-th of a seeded series: each
+    class's images shuffled and dealt half to each (A takes an odd one out), each half ordered so
+    that any prefix of it is as balanced over the classes as it can be (the floor may use the
+    first few of half B)."""
+    generator = torch.Generator().manual_seed(READ_SEED + halving)
     dealt: dict[str, list[tuple[int, int, int]]] = {"a": [], "b": []}
     for label in labels.unique().tolist():
         rows = torch.nonzero(labels == label).flatten()
@@ -193,7 +194,9 @@ class ClassifierQuality:
     images score), ``fd_noise`` (uniform noise against half A: the ceiling), ``fd_ratio`` =
     fd / fd_real, and ``fd_train`` (images of the classifier's train set against half A: what a
     model that gave back its training images would score; above the floor, for the classifier
-    was fit to them), all with the same number of images; ``coverage`` (exp of the entropy of the
+    was fit to them), all with the same number of images and each the mean over ``halvings``
+    random halvings of the test split, every halving with samples of its own; ``fd_sd``, the
+    spread of ``fd`` over the halvings; ``coverage`` (exp of the entropy of the
     predicted classes / K), ``fraction/<class>``, ``confidence`` (mean max softmax); for a
     conditional model, ``carries_condition``, ``carries/<class>`` and ``chance`` = 1/K; and
     ``classifier_accuracy`` on the whole test split, with a ``protocol`` line.
@@ -203,7 +206,10 @@ class ClassifierQuality:
         training images and labels, the image shape and ``train_steps``.
     :ivar test_set: the labelled test split (default: the train set's own test split, for a
         dataset with ``split = "train"`` or ``train = true``; otherwise required).
-    :ivar num_samples: samples scored (default: half the test split, the size of half B).
+    :ivar num_samples: samples scored per halving (default: half the test split, the size of half B).
+    :ivar halvings: how many random halvings of the test split the distances average over. One
+        halving's floor depends on which images fell in which half (on digits its standard
+        deviation is a quarter of its mean), and so does one draw of samples.
     :ivar source: ``"noise"`` (fresh chains, as short-run models sample) or ``"buffer"``.
     :ivar sampler: a sampler of its own; by default the run's.
     :ivar num_train, num_test: at most this many images of each split (a seeded random subset).
@@ -212,6 +218,7 @@ class ClassifierQuality:
     train_set: Any = component("datasets")
     test_set: Any = component("datasets")
     num_samples: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(1)))
+    halvings: int = attrs.field(default=5, validator=attrs.validators.gt(0))
     batch_size: int = attrs.field(default=100, validator=attrs.validators.gt(0))
     source: Literal["noise", "buffer"] = "noise"
     sampler: Any = component("samplers")
@@ -229,9 +236,9 @@ class ClassifierQuality:
         model = cached_classifier(ctx.cache, train, num_classes, self.train_steps)
         with torch.no_grad():
             accuracy = float((model(test.images).argmax(1) == test.labels).double().mean())
-        half_a, half_b = split_halves(test.labels)
-        count = self._count(ctx, len(half_b))
-        samples, cond, how = self._samples(ctx, count, num_classes)
+        halves = [split_halves(test.labels, k) for k in range(self.halvings)]
+        count = self._count(ctx, len(halves[0][1]))
+        samples, cond, how = self._samples(ctx, count * self.halvings, num_classes)
         if tuple(samples.shape[1:]) != test.shape:
             raise EbmkitError(
                 f"classifier_quality: the samples are images of shape {tuple(samples.shape[1:])}, the test set's {test.shape}; "
@@ -242,27 +249,33 @@ class ClassifierQuality:
         with torch.no_grad():
             sample_features = model.features(samples).double()
             probabilities = model.head(sample_features.float()).softmax(1)
-        metrics: dict[str, Any] = self._distances(
-            model, sample_features[:count], train, test.images[half_a], test.images[half_b[:count]], domain
-        )
+        halves = halves[: max(1, min(self.halvings, len(samples) // count))]  # given samples may not fill them all
+        per_halving = [
+            self._distances(model, sample_features[k * count : (k + 1) * count], train, test.images[a], test.images[b[:count]], domain, k)
+            for k, (a, b) in enumerate(halves)
+        ]
+        metrics: dict[str, Any] = {key: sum(d[key] for d in per_halving) / len(halves) for key in per_halving[0]}
+        metrics["fd_ratio"] = metrics["fd"] / metrics["fd_real"] if metrics["fd_real"] > 0 else math.inf
+        metrics["fd_sd"] = float(torch.tensor([d["fd"] for d in per_halving]).std()) if len(halves) > 1 else 0.0
         metrics["classifier_accuracy"] = accuracy
         metrics |= self._spread(probabilities, cond, self._class_names(train_source, num_classes))
-        metrics["protocol"] = self._protocol(train, test, accuracy, len(half_a), count, len(samples), how, domain)
+        metrics["protocol"] = self._protocol(train, test, accuracy, len(halves[0][0]), count, len(halves), len(samples), how, domain)
         return metrics
 
     @staticmethod
     @torch.no_grad()
     def _distances(model: QualityClassifier, sample_features: torch.Tensor, train: Labelled, half_a: torch.Tensor,
-                   half_b: torch.Tensor, domain: tuple[float, float] | None) -> dict[str, float]:
+                   half_b: torch.Tensor, domain: tuple[float, float] | None, halving: int) -> dict[str, float]:
         """fd of the samples to half A, beside the same for half B (the floor), noise (the ceiling)
         and training images, each with as many images as the samples."""
         count = len(sample_features)
         reference = model.features(half_a).double()
-        noise = ClassifierQuality._noise(count, half_a.shape[1:], domain)
-        training = train.images[torch.randperm(len(train.images), generator=torch.Generator().manual_seed(READ_SEED))[:count]]
-        fd, fd_real = frechet_distance(sample_features, reference), frechet_distance(model.features(half_b).double(), reference)
+        noise = ClassifierQuality._noise(count, half_a.shape[1:], domain, halving)
+        chosen = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(READ_SEED + halving))[:count]
+        training = train.images[chosen]
         return {
-            "fd": fd, "fd_real": fd_real, "fd_ratio": fd / fd_real if fd_real > 0 else math.inf,
+            "fd": frechet_distance(sample_features, reference),
+            "fd_real": frechet_distance(model.features(half_b).double(), reference),
             "fd_noise": frechet_distance(model.features(noise).double(), reference),
             "fd_train": frechet_distance(model.features(training).double(), reference),
         }
@@ -330,8 +343,8 @@ class ClassifierQuality:
         return samples if domain is None else samples.clamp(*domain)  # as an image of them would show them
 
     @staticmethod
-    def _noise(count: int, shape: tuple[int, ...], domain: tuple[float, float] | None) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(NOISE_SEED)
+    def _noise(count: int, shape: tuple[int, ...], domain: tuple[float, float] | None, halving: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(NOISE_SEED + 1000 * halving)
         if domain is None:
             return torch.randn(count, *shape, generator=generator)
         low, high = domain
@@ -355,12 +368,13 @@ class ClassifierQuality:
             metrics["chance"] = 1 / len(names)
         return metrics
 
-    def _protocol(self, train: Labelled, test: Labelled, accuracy: float, reference: int, count: int,
+    def _protocol(self, train: Labelled, test: Labelled, accuracy: float, reference: int, count: int, halvings: int,
                   scored: int, how: str, domain: tuple[float, float] | None) -> str:
         noise = f"uniform noise in [{domain[0]:g}, {domain[1]:g}]" if domain is not None else "standard normal noise"
-        fd_on = f"the first {count} of them" if scored > count else f"the {count}"
+        unused = f" (the last {scored - count * halvings} unused)" if scored > count * halvings else ""
         return (
-            f"classifier quality: {how}; fd: {fd_on} against half A of the test split ({reference} images); "
+            f"classifier quality: {how}; every distance the mean over {halvings} seeded random halvings (A, B) of the test "
+            f"split, each with {count} samples of its own{unused}; fd: {count} samples against half A ({reference} images); "
             f"floor fd_real: {count} images of half B against half A; ceiling fd_noise: {count} images of {noise} against half A; "
             f"fd_train: {min(count, len(train.images))} images of the classifier's train set against half A; "
             f"features: the {FEATURE_DIM}-d penultimate layer of a CNN ({ARCHITECTURE}) trained {self.train_steps} Adam steps "
