@@ -77,7 +77,9 @@ def test_recipe_smoke_pass(path, tmp_path, registries):
 
 @pytest.mark.parametrize("path", RBM_RECIPES, ids=lambda p: p.stem)
 def test_rbm_recipe_smoke_pass(path, tmp_path, registries):
-    overrides = ["train.steps=3", "train.batch_size=10", "train.log_every=1", "data.size=50", "evaluators.0.num_data=20"]
+    overrides = ["train.steps=3", "train.batch_size=10", "train.log_every=1", "evaluators.0.num_data=20"]
+    if data_name(path) == "shapes":
+        overrides.append("data.size=50")
     recipe = load(path, overrides, registries)
     train(recipe, tmp_path, live=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
