@@ -102,6 +102,7 @@ SMOKE = {
     ("evaluators", "classification_accuracy"): ({**IMAGES, "data": {**IMAGES["data"], "label": "shape"}}, {"num_test": 8, "batch_size": 4}),
     ("datasets", "uniform_noise"): (IMAGES, {"size": 16, "image_size": 16}),
     ("datasets", "constant_images"): (IMAGES, {"size": 16, "image_size": 16}),
+    ("datasets", "transformed"): (IMAGES, {"dataset": {"name": "shapes", "size": 16, "image_size": 16}, "blur": 1.0, "invert": True}),
     ("datasets", "digits"): (RBM, {"split": "test", "binarize": True}),
 }
 #: Datasets that read files: tests/test_datasets.py runs them on files it writes.

@@ -1,6 +1,7 @@
 """Image datasets (the procedural shapes dataset, shipped; scikit-learn's digits; MNIST, Fashion-MNIST,
 CIFAR-10/100, SVHN, image folders (labelled by class folder or not), CelebA and CelebA-HQ attributes;
-a user's own arrays from .npy, .npz or .safetensors files; noise and constant images) and image
+a user's own arrays from .npy, .npz or .safetensors files; noise and constant images; another dataset's
+images made grey, blurred or inverted) and image
 evaluators (sample grids, curves, attribute classifier, OOD detection)."""
 
 from ebmkit import hookimpl
@@ -18,6 +19,7 @@ def ebmkit_register_datasets(register):
     from ebmkit_images.shapes import Shapes
     from ebmkit_images.svhn import Svhn
     from ebmkit_images.synthetic_ood import ConstantImages, UniformNoise
+    from ebmkit_images.transformed import TransformedImages
 
     register("shapes", Shapes)
     register("digits", Digits)
@@ -34,6 +36,7 @@ def ebmkit_register_datasets(register):
     register("celebahq_attributes", celebahq_attributes, params=celebahq_attributes.params)
     register("uniform_noise", UniformNoise)
     register("constant_images", ConstantImages)
+    register("transformed", TransformedImages)
 
 
 @hookimpl

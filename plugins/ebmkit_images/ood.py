@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -23,6 +23,14 @@ def auroc(inside: torch.Tensor, outside: torch.Tensor) -> float:
     return wins / (len(inside) * len(outside))
 
 
+def least_likely_mass(logits: torch.Tensor) -> torch.Tensor:
+    """−log(1 − max_y softmax(logits)[y]) per row of (B, K) logits: increasing in the maximum
+    softmax probability, and exact where that probability rounds to 1 (1 − p is the softmax mass
+    of the other classes, logsumexp of their logits minus logsumexp of all)."""
+    others = logits.scatter(1, logits.argmax(1, keepdim=True), float("-inf"))
+    return torch.logsumexp(logits, 1) - torch.logsumexp(others, 1)
+
+
 def _check_tables(instance, attribute, value) -> None:
     from ebmkit.registry import default_registries
 
@@ -40,8 +48,14 @@ def _check_tables(instance, attribute, value) -> None:
 class OODDetection:
     """AUROC of the energy between an in-distribution test set and out-of-distribution sets.
 
-    The score is −E(x) (the reference averages a multi-scale energy's scales, which ranks the
-    same); for a conditional model, log Σ_y exp(−E(x, y)). Each set is a dataset table;
+    With ``score = "energy"`` the score is −E(x) (the reference averages a multi-scale energy's
+    scales, which ranks the same); for a conditional model, log Σ_y exp(−E(x, y)), the log of
+    p(x) up to its constant. With ``score = "max_probability"`` (a conditional model only) it
+    ranks as max_y p(y | x) = max_y softmax(−E(x, ·))[y], a classifier's maximum softmax
+    probability: the score is −log(1 − max_y p(y | x)), computed from the energies so that
+    confident predictions do not all round to probability 1 and tie. Its metrics are
+    ``auroc_max_probability/<set>`` and its files ``ood_max_probability_step*``, so one recipe
+    can hold both. Each set is a dataset table;
     ``label`` names it in the results. A set whose files are missing (SVHN, CIFAR-100 or
     CelebA not downloaded) is skipped and listed as skipped. Writes the score histograms
     (``ood_step*.png``) and the protocol with the numbers (``ood_step*.json``).
@@ -52,6 +66,19 @@ class OODDetection:
     num_samples: int = attrs.field(default=1000, validator=attrs.validators.gt(0))
     batch_size: int = attrs.field(default=250, validator=attrs.validators.gt(0))
     plot: bool = True
+    score: Literal["energy", "max_probability"] = attrs.field(
+        default="energy", validator=attrs.validators.in_(("energy", "max_probability"))
+    )
+
+    @property
+    def _stem(self) -> str:
+        return "ood" if self.score == "energy" else f"ood_{self.score}"
+
+    def _described(self, ctx: EvalContext) -> str:
+        """The score, as the protocol and the plots name it."""
+        if self.score == "max_probability":
+            return "-log(1 - max_y p(y | x)), p(y | x) = softmax(-E(x, .))"
+        return "log sum_y exp(-E(x, y))" if getattr(ctx.dataset, "num_classes", None) else "-E(x)"
 
     def _build(self, table: dict) -> Any:
         from ebmkit.registry import default_registries
@@ -70,12 +97,20 @@ class OODDetection:
             x = x.to(ctx.device)
             if num_classes:
                 per_class = torch.stack([-ctx.energy(x, torch.full((len(x),), y, device=ctx.device)) for y in range(num_classes)], 1)
-                out.append(torch.logsumexp(per_class, 1).cpu())
+                if self.score == "max_probability":
+                    out.append(least_likely_mass(per_class).cpu())
+                else:
+                    out.append(torch.logsumexp(per_class, 1).cpu())
             else:
                 out.append(-ctx.energy(x).cpu())
         return torch.cat(out)
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        if self.score == "max_probability" and not getattr(ctx.dataset, "num_classes", None):
+            raise EbmkitError(
+                'ood with score = "max_probability" reads the model as a classifier, p(y | x) = softmax(-E(x, .)), and this '
+                'model was trained without labels; use score = "energy"'
+            )
         test = self._build(self.test_set)
         if tuple(test.sample_shape) != tuple(ctx.dataset.sample_shape):
             raise EbmkitError(f"the OOD test set has samples of shape {tuple(test.sample_shape)}; the model's data {tuple(ctx.dataset.sample_shape)}")
@@ -93,7 +128,7 @@ class OODDetection:
             scores[label] = self.scores(ctx, dataset)
             results[label] = auroc(inside, scores[label])
         protocol = {
-            "score": "log sum_y exp(-E(x, y))" if getattr(ctx.dataset, "num_classes", None) else "-E(x)",
+            "score": self._described(ctx),
             "weights": "the run's EMA weights when it keeps an EMA, else the trained ones",
             "test_set": self.test_set,
             "ood_sets": self.ood_sets,
@@ -102,10 +137,11 @@ class OODDetection:
             "auroc": results,
             "skipped": skipped,
         }
-        (ctx.out_dir / f"ood_step{ctx.step:07d}.json").write_text(json.dumps(protocol, indent=1))
+        (ctx.out_dir / f"{self._stem}_step{ctx.step:07d}.json").write_text(json.dumps(protocol, indent=1))
         if self.plot:
             self._plot(ctx, inside, scores, results)
-        return {f"auroc/{label}": value for label, value in results.items()}
+        prefix = "auroc" if self.score == "energy" else f"auroc_{self.score}"
+        return {f"{prefix}/{label}": value for label, value in results.items()}
 
     def _plot(self, ctx: EvalContext, inside: torch.Tensor, scores: dict[str, torch.Tensor], results: dict[str, float]) -> None:
         import matplotlib
@@ -116,7 +152,7 @@ class OODDetection:
         count = max(1, len(scores))
         fig, axes = plt.subplots(1, count, figsize=(max(5.5, 4.5 * count), 3.4), squeeze=False)
         test_name = self.test_set.get("label", self.test_set["name"])
-        score = "log sum_y exp(-E(x, y))" if getattr(ctx.dataset, "num_classes", None) else "-E(x)"
+        score = self._described(ctx)
         for ax, (label, values) in zip(axes[0], scores.items(), strict=False):
             low = float(min(inside.min(), values.min()))
             high = float(max(inside.max(), values.max()))
@@ -133,5 +169,5 @@ class OODDetection:
             axes[0][0].set_ylabel("density")
         fig.suptitle(f"OOD score histograms, step {ctx.step}: {test_name} (in) against each OOD set", fontsize=10)
         fig.tight_layout()
-        fig.savefig(ctx.out_dir / f"ood_step{ctx.step:07d}.png", dpi=100)
+        fig.savefig(ctx.out_dir / f"{self._stem}_step{ctx.step:07d}.png", dpi=100)
         plt.close(fig)
