@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -29,6 +31,15 @@ COMPOSE_FILES = sorted(p for p in RECIPES.glob("*.toml") if is_compose_file(p))
 # Tests see ebmkit's own plugins only, whatever else is installed; a test that installs a
 # third-party plugin turns autoload on for itself (install_plugin, plugin_env).
 os.environ[AUTOLOAD_ENV] = "1"
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def read_metrics(folder: Path) -> list[dict]:

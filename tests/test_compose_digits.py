@@ -3,20 +3,18 @@ composed by class name: the relabelling, its bad inputs, and a tiny composition 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from ebmkit import EbmkitError
+from tests.conftest import load_benchmark
 
 pytest.importorskip("sklearn")
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARK = ROOT / "benchmarks" / "compose_digits.py"
 #: how many of each digit 0-9 scikit-learn's 1,797 images hold
 PER_DIGIT = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
 
@@ -38,11 +36,7 @@ def tiny_runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("compose_digits_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compose_digits")
 
 
 @pytest.mark.parametrize(("label", "classes", "digits_of_each"), [

@@ -3,11 +3,8 @@ recipe and its plain-classifier variant, and the benchmark that compares them (t
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +15,8 @@ from ebmkit import EbmkitError
 from ebmkit.protocols import EvalContext
 from ebmkit_images.ood import OODDetection
 from ebmkit_jem.accuracy import ClassificationAccuracy, expected_calibration_error
+from tests.conftest import load_benchmark
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "jem_digits.py"
 
 
 # -- the expected calibration error ---------------------------------------------------------------
@@ -113,11 +110,7 @@ def test_ood_max_probability_needs_a_model_of_labelled_data(tmp_path):
 @pytest.fixture(scope="module")
 def bench():
     pytest.importorskip("sklearn")
-    spec = importlib.util.spec_from_file_location("jem_digits_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("jem_digits")
 
 
 #: A short, narrow run of the shipped recipe: seconds, not minutes.

@@ -4,9 +4,6 @@ into an ebmkit RBM, and ebmkit's PCD-1 against scikit-learn's on the same budget
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,17 +19,13 @@ pytest.importorskip("sklearn")
 from sklearn.neural_network import BernoulliRBM  # noqa: E402
 
 from ebmkit_images.digits import Digits  # noqa: E402
+from tests.conftest import load_benchmark  # noqa: E402
 
-BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "rbm_digits.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("rbm_digits_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rbm_digits")
 
 
 def brute_force_log_likelihood(rbm: BinaryRBM, v: torch.Tensor) -> float:
