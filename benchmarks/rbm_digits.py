@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -128,8 +129,6 @@ def run_one(trainer: str, hidden: int, lr: float, epochs: int, seed: int, cache:
     else:
         folder = cache / record.stem
         if folder.exists():
-            import shutil
-
             shutil.rmtree(folder)
         rbm, seconds = train_ebmkit(*spec, hidden, lr, epochs, seed, folder)
     result = {"trainer": trainer, "hidden": hidden, "lr": lr, "epochs": epochs, "seed": seed, "train_s": seconds,

@@ -67,7 +67,7 @@ def evaluate(
     recipe = validate(data, f"the recipe of {folder}", registries)
     components = build(recipe, recipe.run.device)
     energy = load(folder, ema=ema, device=recipe.run.device, registries=registries)
-    restore_buffer(components, folder, recipe.run.device)
+    restore_buffer(components, folder, meta, recipe.run.device)
     has_ema = ema and (folder / "ema.safetensors").is_file()
     run_dir = run_folder_of(folder)
     step = int(meta.get("step", 0))
@@ -79,14 +79,14 @@ def evaluate(
             lock.close()
 
 
-def restore_buffer(components: Any, folder: Path, device: Any) -> None:
+def restore_buffer(components: Any, folder: Path, meta: dict[str, Any], device: Any) -> None:
     """Fill the rebuilt replay buffer with the one the checkpoint saved (rank 0's), so that an
     evaluator with ``source = "buffer"`` continues the chains training left, as it did in training."""
-    from ebmkit.checkpoint import read_meta, read_state
+    from ebmkit.checkpoint import read_state
 
-    if components.buffer is None or read_meta(folder)["format"] < 3:
+    if components.buffer is None or meta["format"] < 3:
         return
-    saved = read_state(folder, device, rank=0, world_size=int(read_meta(folder).get("world_size", 1)))
+    saved = read_state(folder, device, rank=0, world_size=int(meta.get("world_size", 1)))
     state = saved["components"].get("buffer")
     if state is not None:
         components.buffer.load_state_dict(state)
