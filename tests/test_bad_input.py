@@ -334,7 +334,7 @@ def mutated_recipes(draw) -> dict:
     return data
 
 
-@settings(max_examples=2000, deadline=None, derandomize=True, database=None)
+@settings(max_examples=1000, deadline=None, derandomize=True, database=None)
 @given(mutated_recipes())
 def test_a_mutated_recipe_validates_or_exits_2_with_a_message(data):
     with tempfile.TemporaryDirectory() as folder:

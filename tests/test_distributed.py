@@ -130,7 +130,7 @@ def torchrun(*args: str, nproc: int = 2, timeout: int = 240) -> subprocess.Compl
 SHORT = ["--set", "train.checkpoint_every=10", "--set", "evaluators=[]", "--set", "run.threads=1"]
 
 
-def test_torchrun_quickstart_checkpoints_per_rank_and_resumes_exactly(tmp_path):
+def test_torchrun_quickstart_checkpoints_per_rank_and_resumes_exactly_and_only_with_two(tmp_path, run_cli):
     from safetensors.torch import load_file
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -149,27 +149,23 @@ def test_torchrun_quickstart_checkpoints_per_rank_and_resumes_exactly(tmp_path):
     # rank 0 alone logs, as one process does: the update's line and the run's closing line
     steps = [json.loads(line)["step"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
     assert steps == [20, 20]
-
-
-def test_a_checkpoint_of_two_ranks_resumes_only_with_two(tmp_path, run_cli):
-    out = tmp_path / "run"
-    done = torchrun(str(RECIPES / "quickstart.toml"), "--set", "train.steps=10", *SHORT, "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = run_cli("run", "--resume", str(out), "--set", "train.steps=20")
+    # A checkpoint of two ranks resumes only with two.
+    result = run_cli("run", "--resume", str(resumed), "--set", "train.steps=30")
     assert result.exit_code == 2 and "written by 2 rank(s)" in result.output and "--nproc 2" in result.output
 
 
 def test_two_ranks_of_batch_b_learn_like_one_process_of_batch_2b(tmp_path):
-    """The same recipe, 200 updates: two ranks of 256 against one process of 512. The runs
+    """The same recipe, 100 updates: two ranks of 256 against one process of 512. The runs
     differ in their random streams and buffers (one buffer per rank), so their curves are
-    compared on the exact grid KL at the end, within 0.05 nats."""
+    compared on the exact grid KL at the end: within 0.03 nats of each other, after both fell
+    by more than 0.25 nats from 1.32 (measured: 0.989 and 0.994)."""
     from ebmkit.loop import train
     from ebmkit.recipe import load
 
-    evaluate = ["--set", "train.steps=200", "--set", "run.threads=1"]
+    evaluate = ["--set", "train.steps=100", "--set", "run.threads=1"]
     two = torchrun(str(RECIPES / "quickstart.toml"), *evaluate, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
-    train(load(RECIPES / "quickstart.toml", ["train.steps=200", "train.batch_size=512", "run.threads=1"]), tmp_path / "one", live=False)
+    train(load(RECIPES / "quickstart.toml", ["train.steps=100", "train.batch_size=512", "run.threads=1"]), tmp_path / "one", live=False)
 
     def kl(run):
         rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
@@ -177,8 +173,8 @@ def test_two_ranks_of_batch_b_learn_like_one_process_of_batch_2b(tmp_path):
 
     two_kl, one_kl = kl("two"), kl("one")
     assert two_kl[0] == pytest.approx(one_kl[0])  # the same initial weights
-    assert abs(two_kl[200] - one_kl[200]) < 0.05, (two_kl, one_kl)
-    assert two_kl[200] < two_kl[0] - 0.5  # and both learn
+    assert abs(two_kl[100] - one_kl[100]) < 0.03, (two_kl, one_kl)
+    assert two_kl[100] < two_kl[0] - 0.25 and one_kl[100] < one_kl[0] - 0.25  # and both learn
 
 
 def test_ranks_read_disjoint_equal_shares_of_each_epoch():

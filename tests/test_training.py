@@ -19,7 +19,7 @@ from tests.conftest import RECIPES
 def test_quickstart_loop_lowers_the_exact_kl(tmp_path, registries):
     recipe = load(
         RECIPES / "quickstart.toml",
-        ["train.steps=400", "evaluators.0.plot=false", "evaluators.0.every=0", "data.size=20000"],
+        ["train.steps=250", "evaluators.0.plot=false", "evaluators.0.every=0", "data.size=20000"],
         registries,
     )
     train(recipe, tmp_path, live=False)
@@ -28,7 +28,7 @@ def test_quickstart_loop_lowers_the_exact_kl(tmp_path, registries):
     assert len(kl) == 2
     # Untrained: about 1.32 nats (a nearly flat model). The full recipe reaches about 0.05.
     assert kl[0] > 1.0 and kl[1] < 0.6 * kl[0], kl
-    folder = tmp_path / "checkpoints" / "step_0000400"
+    folder = tmp_path / "checkpoints" / "step_0000250"
     weights = safetensors.torch.load_file(str(folder / "ema.safetensors"))
     assert "head.weight" in weights
     # The replay buffer's state comes back from the checkpoint and continues the same chains.
@@ -37,7 +37,7 @@ def test_quickstart_loop_lowers_the_exact_kl(tmp_path, registries):
     from ebmkit.checkpoint import read_state
 
     state = read_state(folder)["components"]["buffer"]
-    assert int(state["size"]) == 10000 and int(state["offered"]) == 400 * 256
+    assert int(state["size"]) == 10000 and int(state["offered"]) == 250 * 256
     resumed = ReplayBuffer(capacity=10000, reinit_prob=0.2, noise=lambda n: torch.zeros(n, 2))
     resumed.load_state_dict(state)
     assert torch.equal(resumed.storage, state["storage"])
