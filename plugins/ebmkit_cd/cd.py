@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import attrs
 
-from ebmkit.protocols import LossOutput, TrainBatch
+from ebmkit import LossOutput, TrainBatch
 
 
 @attrs.frozen

@@ -5,9 +5,7 @@ import math
 import attrs
 import torch
 
-from ebmkit import EbmkitError, energy_and_grad
-from ebmkit.data import stack_samples
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext, energy_and_grad, stack_samples
 
 
 NOISE_SEED = 20230704

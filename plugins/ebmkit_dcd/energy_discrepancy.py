@@ -5,7 +5,7 @@ from typing import Literal
 import attrs
 import torch
 
-from ebmkit.protocols import LossOutput, Needs, TrainBatch
+from ebmkit import LossOutput, Needs, TrainBatch
 from ebmkit_dcd.kernels import GaussianKernel
 from ebmkit_dcd.log_mean_exp import log_mean_exp_over_proposals
 

@@ -8,8 +8,7 @@ from typing import Literal
 import attrs
 import torch
 
-from ebmkit import Energy
-from ebmkit.random import normal_like
+from ebmkit import Energy, normal_like
 
 
 def sigma_fits_kernel(instance, attribute, sigma):

@@ -6,7 +6,7 @@ from typing import Literal
 import attrs
 import torch
 
-from ebmkit.protocols import LossOutput, Needs, TrainBatch
+from ebmkit import LossOutput, Needs, TrainBatch
 from ebmkit_dcd.kernels import GaussianKernel, sigma_fits_kernel
 
 

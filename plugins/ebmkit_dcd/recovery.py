@@ -5,9 +5,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
-from ebmkit import checked
-from ebmkit.params import component
-from ebmkit.protocols import LossOutput, Needs, StepContext, TrainBatch
+from ebmkit import LossOutput, Needs, StepContext, TrainBatch, checked, component
 from ebmkit_dcd.kernels import GaussianKernel, sigma_fits_kernel
 
 

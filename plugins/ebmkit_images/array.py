@@ -14,10 +14,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from ebmkit import EbmkitError
-from ebmkit.errors import did_you_mean
-from ebmkit.params import low_below_high
-from ebmkit.protocols import Conditioning
+from ebmkit import Conditioning, EbmkitError, did_you_mean, low_below_high
 
 SAVED_WITH = {".npy": "np.save", ".npz": "np.savez", ".safetensors": "safetensors.numpy.save_file"}
 EXTENSIONS = tuple(SAVED_WITH)

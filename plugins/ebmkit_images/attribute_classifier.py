@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebmkit import EbmkitError
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext
 from ebmkit_images.shapes import ATTRIBUTES, Shapes
 
 CLASSIFIER_SEED = 20_211_130  # its own data, never the training run's

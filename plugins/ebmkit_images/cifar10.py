@@ -5,8 +5,7 @@ from pathlib import Path
 import attrs
 import torch
 
-from ebmkit import EbmkitError
-from ebmkit.protocols import Conditioning
+from ebmkit import Conditioning, EbmkitError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -23,10 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebmkit import EbmkitError
-from ebmkit.data import stack_samples
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext, component, stack_samples
 from ebmkit_images.attribute_classifier import _noisy
 from ebmkit_images.fidelity import _describe, _weights, frechet_distance
 

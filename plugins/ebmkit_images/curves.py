@@ -4,7 +4,7 @@ import json
 
 import attrs
 
-from ebmkit.protocols import EvalContext
+from ebmkit import EvalContext
 
 #: legend names of the keys the training loop logs (ebmkit/loop.py)
 _NAMES = {

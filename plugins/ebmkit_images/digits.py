@@ -9,8 +9,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ebmkit import EbmkitError
-from ebmkit.protocols import Conditioning
+from ebmkit import Conditioning, EbmkitError
 
 CLASSES = tuple(str(d) for d in range(10))
 

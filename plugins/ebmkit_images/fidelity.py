@@ -18,10 +18,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
-from ebmkit.data import stack_samples
-from ebmkit.errors import EbmkitError
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext, component, stack_samples
 
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -182,7 +179,7 @@ class SampleQualityProtocol:
 
     def draw(self, ctx: EvalContext) -> tuple[torch.Tensor, str]:
         """The samples, and how they were drawn."""
-        from ebmkit.console import progress
+        from ebmkit import progress
 
         sampler = self.sampler or ctx.sampler
         use_buffer = self.source == "buffer" and ctx.buffer is not None and len(ctx.buffer) >= self.batch_size

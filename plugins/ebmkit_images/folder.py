@@ -8,9 +8,7 @@ from typing import Annotated, Any, Literal
 import attrs
 import torch
 
-from ebmkit import EbmkitError
-from ebmkit.errors import did_you_mean
-from ebmkit.protocols import Conditioning
+from ebmkit import Conditioning, EbmkitError, did_you_mean
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 

@@ -10,8 +10,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ebmkit import EbmkitError
-from ebmkit.protocols import Conditioning
+from ebmkit import Conditioning, EbmkitError
 
 #: The unpacked IDX files torchvision reads from root/<folder>/raw/ (it checks for all four, whichever split is read).
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

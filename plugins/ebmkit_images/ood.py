@@ -8,9 +8,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
-from ebmkit import EbmkitError
-from ebmkit.data import stack_samples
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext, stack_samples
 
 
 def auroc(inside: torch.Tensor, outside: torch.Tensor) -> float:
@@ -32,7 +30,7 @@ def least_likely_mass(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _check_tables(instance, attribute, value) -> None:
-    from ebmkit.registry import default_registries
+    from ebmkit import registries
 
     tables = [value] if attribute.name == "test_set" else value
     if attribute.name == "ood_sets" and not tables:
@@ -41,7 +39,7 @@ def _check_tables(instance, attribute, value) -> None:
         if not isinstance(table, dict) or not isinstance(table.get("name"), str):
             raise ValueError(f"{attribute.name}: each set is a dataset table with a name, e.g. {{name = \"uniform_noise\"}}, got {table!r}")
         params = {k: v for k, v in table.items() if k not in ("name", "label")}
-        default_registries().spec("datasets", table["name"], params)  # names and parameters, checked now
+        registries().spec("datasets", table["name"], params)  # names and parameters, checked now
 
 
 @attrs.frozen
@@ -81,10 +79,10 @@ class OODDetection:
         return "log sum_y exp(-E(x, y))" if getattr(ctx.dataset, "num_classes", None) else "-E(x)"
 
     def _build(self, table: dict) -> Any:
-        from ebmkit.registry import default_registries
+        from ebmkit import registries
 
         params = {k: v for k, v in table.items() if k not in ("name", "label")}
-        return default_registries().create("datasets", table["name"], **params)
+        return registries().create("datasets", table["name"], **params)
 
     @torch.no_grad()
     def scores(self, ctx: EvalContext, dataset: Any) -> torch.Tensor:

@@ -8,8 +8,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext
+from ebmkit import EvalContext, component
 
 #: images smaller than this are scaled up (nearest neighbour, by a whole factor) to at least it
 VISIBLE_SIZE = 64

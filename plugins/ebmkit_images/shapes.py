@@ -13,9 +13,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ebmkit import EbmkitError
-from ebmkit.errors import did_you_mean
-from ebmkit.protocols import Conditioning
+from ebmkit import Conditioning, EbmkitError, did_you_mean
 
 SHAPES = ("circle", "square", "triangle")
 COLORS = ((0.9, 0.15, 0.15), (0.15, 0.8, 0.2), (0.2, 0.35, 0.95), (0.95, 0.85, 0.1), (0.85, 0.2, 0.85), (0.1, 0.85, 0.9))

@@ -10,8 +10,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ebmkit import EbmkitError
-from ebmkit.params import component
+from ebmkit import EbmkitError, component
 
 #: ITU-R BT.601 luma, the weights the shapes dataset binarizes with
 LUMA = (0.299, 0.587, 0.114)

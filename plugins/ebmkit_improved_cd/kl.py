@@ -4,9 +4,7 @@ import attrs
 import torch
 from torch.func import functional_call
 
-from ebmkit.energy import is_multiscale
-from ebmkit.protocols import LossOutput, Needs, TrainBatch
-from ebmkit.speed import eager
+from ebmkit import LossOutput, Needs, TrainBatch, eager, is_multiscale
 
 
 def frozen_energy(energy, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:

@@ -3,8 +3,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ebmkit.params import INFINITE_OK, low_below_high
-from ebmkit.protocols import LossOutput, Needs, TrainBatch
+from ebmkit import INFINITE_OK, LossOutput, Needs, TrainBatch, low_below_high
 
 
 @attrs.frozen(kw_only=True)

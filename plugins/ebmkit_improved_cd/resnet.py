@@ -5,7 +5,7 @@ FiLM conditioning after each norm (gain not offset by 1), SAGAN self-attention a
 full-resolution branch, residual added before the downsampling conv and pool, global mean pool
 and a linear head. The multi-scale energy adds half- and quarter-resolution branches; its
 energy is the sum of the three scales (what samplers use); ``energy(x, per_scale=True)`` returns them
-apart (losses average them): the :class:`ebmkit.protocols.MultiScale` protocol. Parameter counts match the reference: 6.64 M for the 32 px layout at
+apart (losses average them): the :class:`ebmkit.MultiScale` protocol. Parameter counts match the reference: 6.64 M for the 32 px layout at
 width 64 and 27.1 M for the 128 px layout at width 128 (multi-scale and attention on).
 """
 

@@ -10,10 +10,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ebmkit import EbmkitError
-from ebmkit.data import stack_samples
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext, component, stack_samples
 
 #: Equal-width confidence bins of the expected calibration error: 15, as Guo et al. (ICML 2017,
 #: "On calibration of modern neural networks") use.

@@ -20,9 +20,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ebmkit import EbmkitError
-from ebmkit.energy import unwrap
-from ebmkit.protocols import LossOutput, Needs, TrainBatch
+from ebmkit import EbmkitError, LossOutput, Needs, TrainBatch, unwrap
 
 
 def has_logits(energy: torch.nn.Module) -> bool:

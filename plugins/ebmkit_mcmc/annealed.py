@@ -5,10 +5,7 @@ import math
 import attrs
 import torch
 
-from ebmkit import energy_and_grad
-from ebmkit.params import INFINITE_OK, low_below_high
-from ebmkit.protocols import SampleResult
-from ebmkit.random import normal_like
+from ebmkit import INFINITE_OK, SampleResult, energy_and_grad, low_below_high, normal_like
 
 
 def _at_most_t_max(instance, attribute, value):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ebmkit.protocols import StepContext, StepResult
+from ebmkit import StepContext, StepResult
 
 #: The Improved-CD reference's buffer augmentations per dataset (ReservoirBuffer, utils.py):
 #: crop scale, colour strength s (ColorJitter(0.8s, 0.8s, 0.8s, 0.4s)), blur kernel (0: none).

@@ -5,10 +5,7 @@ from typing import Any
 import attrs
 import torch
 
-from ebmkit import checked
-from ebmkit.kinds import Key
-from ebmkit.params import Keyed, component
-from ebmkit.protocols import SampleResult, StepContext
+from ebmkit import Key, Keyed, SampleResult, StepContext, checked, component
 
 
 @attrs.frozen

@@ -7,8 +7,7 @@ from typing import Any
 
 import attrs
 
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext
+from ebmkit import EvalContext, component
 from ebmkit_mcmc.diagnostics import chain_cond, run_chains
 
 

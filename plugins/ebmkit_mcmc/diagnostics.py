@@ -13,9 +13,7 @@ import attrs
 import numpy as np
 import torch
 
-from ebmkit import EbmkitError, checked
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext, StepContext
+from ebmkit import EbmkitError, EvalContext, StepContext, checked, component
 
 
 @attrs.define

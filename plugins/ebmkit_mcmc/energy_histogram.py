@@ -7,10 +7,7 @@ from typing import Any
 import attrs
 import torch
 
-from ebmkit import EbmkitError
-from ebmkit.data import stack_samples
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext, component, stack_samples
 
 
 @attrs.frozen

@@ -5,9 +5,7 @@ import math
 import attrs
 import torch
 
-from ebmkit import energy_and_grad
-from ebmkit.protocols import StepContext, StepResult
-from ebmkit.random import normal_like
+from ebmkit import StepContext, StepResult, energy_and_grad, normal_like
 
 
 def _sq_norm(t: torch.Tensor) -> torch.Tensor:

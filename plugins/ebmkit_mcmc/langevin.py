@@ -5,10 +5,7 @@ import math
 import attrs
 import torch
 
-from ebmkit import energy_and_grad
-from ebmkit.params import INFINITE_OK, low_below_high
-from ebmkit.protocols import StepContext, StepResult
-from ebmkit.random import normal_like
+from ebmkit import INFINITE_OK, StepContext, StepResult, energy_and_grad, low_below_high, normal_like
 
 
 @attrs.frozen(kw_only=True)

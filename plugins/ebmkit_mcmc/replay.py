@@ -6,9 +6,7 @@ from typing import Any, Literal
 import attrs
 import torch
 
-from ebmkit import checked
-from ebmkit.params import component
-from ebmkit.protocols import StepContext
+from ebmkit import StepContext, checked, component
 
 
 @attrs.define(kw_only=True)

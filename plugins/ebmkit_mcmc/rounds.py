@@ -5,10 +5,7 @@ from typing import Any
 import attrs
 import torch
 
-from ebmkit import EbmkitError, checked
-from ebmkit.energy import count_models
-from ebmkit.params import component
-from ebmkit.protocols import SampleResult, StepContext
+from ebmkit import EbmkitError, SampleResult, StepContext, checked, component, count_models
 
 
 def _required(instance, attribute, value):

@@ -5,12 +5,7 @@ import math
 import attrs
 import torch
 
-from ebmkit import EbmkitError, checked
-from ebmkit.energy import Energy
-from ebmkit.kinds import Key
-from ebmkit.params import Keyed, component
-from ebmkit.protocols import SampleResult, StepContext
-from ebmkit.registry import ComponentSpec
+from ebmkit import ComponentSpec, EbmkitError, Energy, Key, Keyed, SampleResult, StepContext, checked, component
 from ebmkit_mcmc.chain import Scheduled, _schedule
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal, Uniform
 
-from ebmkit.protocols import LossOutput, Needs, TrainBatch
+from ebmkit import LossOutput, Needs, TrainBatch
 
 #: A ridge on the fitted covariance, relative to its mean variance (with a floor of 1e-8 for a
 #: batch of one repeated point): a batch no larger than the dimension has a singular

@@ -5,10 +5,7 @@ from typing import Any
 import attrs
 import torch
 
-from ebmkit import EbmkitError
-from ebmkit.data import stack_samples
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext, component, stack_samples
 from ebmkit_rbm.likelihood import MAX_ENUMERATED, ais_log_z, exact_log_z
 
 

@@ -5,8 +5,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from ebmkit import EbmkitError
-from ebmkit.protocols import StepContext, StepResult
+from ebmkit import EbmkitError, StepContext, StepResult
 
 
 @attrs.frozen(kw_only=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ebmkit.errors import EbmkitError
+from ebmkit import EbmkitError
 from ebmkit_scaffold.templates import COMPONENTS, FILES
 
 NAME = re.compile(r"[a-z][a-z0-9_]*\Z")

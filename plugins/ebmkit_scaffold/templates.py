@@ -66,7 +66,7 @@ ebmkit run recipes/$name.toml  # trains an energy on 8 Gaussians with it
   registries of chosen plugins, or register a plugin object for one test.
 - `recipes/$name.toml`: a recipe that uses it.
 
-`python -c "import ebmkit.protocols; help(ebmkit.protocols)"` shows the contract of every kind
+`python -c "import ebmkit; help(ebmkit)"` shows the contract of every kind
 of component, and `ebmkit hooks` lists the hooks a plugin may implement.
 ''',
     "src/$module/__init__.py": '''\
@@ -173,7 +173,7 @@ COMPONENTS = {
         '''\
 """$Class: one step of a Markov kernel on a batch of chains (a transition).
 
-The contract (ebmkit.protocols.Transition): step(energy, x, ctx) returns
+The contract (ebmkit.Transition): step(energy, x, ctx) returns
 ebmkit.StepResult(x=<the new chains, shaped like x>, stats={name: tensor of shape (B,)}).
 When ctx.create_graph is true, a loss differentiates through this step (improved CD's KL
 term): the returned x must keep its graph to the energy's parameters. Otherwise return it
@@ -216,7 +216,7 @@ step_size = 0.01
         '''\
 """$Class: draws samples from an energy, starting from x0 (a sampler).
 
-The contract (ebmkit.protocols.Sampler): sample(energy, x0, *, cond=None, keep_graph=0)
+The contract (ebmkit.Sampler): sample(energy, x0, *, cond=None, keep_graph=0)
 returns ebmkit.SampleResult(x=<samples, detached>, trace={name: 1-D tensor per step},
 x_graph=...). keep_graph=k asks for the samples again with the autograd graph of the last k
 steps (from a detached start), for losses that differentiate through the sampler; declare
@@ -309,7 +309,7 @@ hidden = 64
         '''\
 """$Class: a loss term, minimised over the energy's parameters.
 
-The contract (ebmkit.protocols.Loss): loss(batch) returns ebmkit.LossOutput(value=<a 0-d
+The contract (ebmkit.Loss): loss(batch) returns ebmkit.LossOutput(value=<a 0-d
 tensor>, metrics={name: float or detached 0-d tensor}). batch.e_pos and batch.e_neg are the
 energies of the data and of the sampler's samples, computed once and shared by every term.
 needs (an ebmkit.Needs) says what the loop must produce: negatives, and graph_steps=k for a
@@ -346,7 +346,7 @@ alpha = 0.1
         '''\
 """$Class: where chains start, and what is kept of them between updates (a buffer).
 
-The contract (ebmkit.protocols.Buffer): draw(n, data) returns n chain starts shaped like the
+The contract (ebmkit.Buffer): draw(n, data) returns n chain starts shaped like the
 data's samples, on data's device and dtype; push(x) is offered the sampler's final samples
 after each update; len() says how many samples it holds. A buffer with changing state has
 state_dict() and load_state_dict(), so checkpoints keep it and a resumed run continues
@@ -399,7 +399,7 @@ capacity = 10000
         '''\
 """$Class: computes metrics (and may write files) for a model (an evaluator).
 
-The contract (ebmkit.protocols.Evaluator): evaluate(ctx) returns {name: number or text}.
+The contract (ebmkit.Evaluator): evaluate(ctx) returns {name: number or text}.
 ctx (an ebmkit.EvalContext) holds the energy (EMA weights when the run keeps them), the
 dataset, the run's sampler, noise(n) for chain starts, out_dir to write files into, the
 step and the device. Metrics are logged as '<evaluator>/<name>'.
@@ -441,7 +441,7 @@ every = 100
         '''\
 """$Class: a map-style dataset of samples, or (sample, label) pairs.
 
-The contract (ebmkit.protocols.Dataset): __len__, __getitem__, and the attributes
+The contract (ebmkit.Dataset): __len__, __getitem__, and the attributes
 sample_shape (one sample's shape), domain ((low, high) bounds for fresh chain starts, or
 None for a standard normal) and num_classes (or None for unlabelled data). Generate data
 from a seed, or read it from files; never download at training time.

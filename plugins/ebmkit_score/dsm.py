@@ -5,9 +5,7 @@ import math
 import attrs
 import torch
 
-from ebmkit.energy import energy_and_grad
-from ebmkit.protocols import LossOutput, Needs, TrainBatch
-from ebmkit.random import normal_like
+from ebmkit import LossOutput, Needs, TrainBatch, energy_and_grad, normal_like
 
 Tensor = torch.Tensor
 

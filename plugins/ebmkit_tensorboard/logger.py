@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ebmkit.errors import EbmkitError
+from ebmkit import EbmkitError
 
 #: The subfolder of the run folder that holds the event files.
 FOLDER = "tensorboard"

@@ -6,9 +6,7 @@ from typing import Any
 import attrs
 import torch
 
-from ebmkit import EbmkitError
-from ebmkit.params import component
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, EvalContext, component
 from ebmkit_toy.densities import Grid
 
 

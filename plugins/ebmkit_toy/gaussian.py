@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ebmkit import EbmkitError, Energy
-from ebmkit.protocols import EvalContext
+from ebmkit import EbmkitError, Energy, EvalContext
 
 
 @attrs.define(kw_only=True)

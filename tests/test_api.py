@@ -1,0 +1,116 @@
+"""The public module is the one door: plugins import nothing else, and its names and signatures
+change only by a deliberate edit of the snapshot (tests/api_snapshot.txt, with CHANGELOG.md).
+
+After changing the public API on purpose: ``python tests/test_api.py`` rewrites the snapshot.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import ebmkit
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT = Path(__file__).with_name("api_snapshot.txt")
+
+
+def private_imports(source: str) -> list[str]:
+    """Every use of ebmkit other than its public names: ``from ebmkit.x import``, ``import ebmkit.x``,
+    ``from ebmkit import name`` or ``ebmkit.name`` for a name not in ``ebmkit.__all__``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and (node.module == "ebmkit" or node.module.startswith("ebmkit.")):
+            if node.module != "ebmkit":
+                found.append(f"line {node.lineno}: from {node.module} import ...")
+            found += [f"line {node.lineno}: from ebmkit import {a.name}" for a in node.names if a.name not in ebmkit.__all__]
+        elif isinstance(node, ast.Import):
+            found += [f"line {node.lineno}: import {a.name}" for a in node.names if a.name.startswith("ebmkit.")]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ebmkit":
+            if node.attr not in ebmkit.__all__:
+                found.append(f"line {node.lineno}: ebmkit.{node.attr}")
+    return found
+
+
+def test_private_imports_are_found():
+    source = "import ebmkit\nimport ebmkit.loop\nfrom ebmkit.protocols import Needs\nfrom ebmkit import Needs, _hookimpl\nebmkit.energy\nebmkit.Needs\n"
+    assert private_imports(source) == [
+        "line 2: import ebmkit.loop", "line 3: from ebmkit.protocols import ...", "line 4: from ebmkit import _hookimpl",
+        "line 5: ebmkit.energy",
+    ]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "plugins").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT / "plugins")))
+def test_first_party_plugins_import_only_the_public_module(path):
+    assert private_imports(path.read_text()) == []
+
+
+def test_the_scaffolds_plugins_import_only_the_public_module():
+    from ebmkit_scaffold.command import files_for
+    from ebmkit_scaffold.templates import COMPONENTS
+
+    for kind in COMPONENTS:
+        for name, text in files_for("example", kind).items():
+            if name.endswith(".py"):
+                assert private_imports(text) == [], (kind, name)
+
+
+def test_the_readme_and_docs_examples_import_only_the_public_module():
+    """Code blocks that show a plugin or a script (```python) use only ``ebmkit``'s public names."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for page in pages:
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S):
+            try:
+                found = private_imports(block)
+            except SyntaxError:  # a fragment (a class body shown alone), not a program
+                continue
+            assert found == [], (page.relative_to(ROOT), found)
+
+
+def describe(name: str, value: object) -> list[str]:
+    """One line per public name (and per public function of a public module): what it is, and its
+    signature. Addresses in default values are dropped so that the text is stable."""
+    if inspect.ismodule(value):
+        members = [m for m in vars(value) if not m.startswith("_") and inspect.isfunction(getattr(value, m))
+                   and getattr(value, m).__module__ == value.__name__]
+        return [f"{name}: module"] + [f"{name}.{m}{signature(getattr(value, m))}" for m in sorted(members)]
+    if inspect.isclass(value):
+        methods = [m for m, member in vars(value).items() if not m.startswith("_") and callable(member)]
+        line = f"{name}: class{signature(value)}"
+        return [line] + [f"{name}.{m}{signature(getattr(value, m))}" for m in sorted(methods)]
+    if callable(value):
+        return [f"{name}{signature(value)}"]
+    return [f"{name} = {value!r}"]
+
+
+def signature(value: object) -> str:
+    try:
+        text = str(inspect.signature(value))
+    except (TypeError, ValueError):
+        return "(...)"
+    return re.sub(r" at 0x[0-9a-f]+", "", text)
+
+
+def api_text() -> str:
+    lines = [f"# ebmkit {ebmkit.__version__}: the public API (python tests/test_api.py rewrites this file)"]
+    for name in sorted(ebmkit.__all__, key=str.lower):
+        if name != "__version__":
+            lines += describe(name, getattr(ebmkit, name))
+    return "\n".join(lines) + "\n"
+
+
+def test_the_public_api_matches_its_snapshot():
+    assert sorted(set(ebmkit.__all__)) == sorted(ebmkit.__all__), "a name is listed twice in ebmkit.__all__"
+    assert api_text() == SNAPSHOT.read_text(), (
+        "the public API changed: if on purpose, run `python tests/test_api.py`, and record the change in CHANGELOG.md"
+    )
+
+
+if __name__ == "__main__":
+    SNAPSHOT.write_text(api_text())
+    print(f"wrote {SNAPSHOT}", file=sys.stderr)
