@@ -15,6 +15,7 @@ is ever evaluated as Python.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -145,10 +146,7 @@ def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, An
 def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, registries: Registries | None = None) -> dict[str, Any]:
     """Load the models, build the composed energy, draw the samples and write them to ``out_dir``:
     ``samples.png`` (a grid), ``samples.safetensors``, ``compose.json``, and what evaluators write."""
-    import safetensors.torch
-    from torchvision.utils import save_image
-
-    from ebmkit.checkpoint import find_checkpoint, load, read_meta, run_folder_of
+    from ebmkit.checkpoint import run_folder_of
     from ebmkit.data import chain_starts
     from ebmkit.protocols import EvalContext
     from ebmkit.run import usable_device
@@ -160,33 +158,12 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
         raise EbmkitError(f"{out} already holds a composition (compose.json); choose another --out")
     device = usable_device(settings)  # type: ignore[arg-type]
     names = _model_names(settings)
-    folders = {name: find_checkpoint(settings.models[name]) for name in names}
-    metas = {name: read_meta(folder) for name, folder in folders.items()}
-    models = {name: load(folders[name], ema=settings.ema, device=device, registries=registries) for name in names}
+    folders, metas, models = _load_models(settings, names, device, registries)
     energy = expression_.build(settings.expression, models)
     requirement = expression_.requirement(settings.score or settings.expression, models)
     first = metas[names[0]]
-    shape = tuple(first["energy"]["data_shape"])
-    for name in names[1:]:
-        other = tuple(metas[name]["energy"]["data_shape"])
-        if other != shape:
-            raise EbmkitError(f"{name} models data of shape {other}, {names[0]} of shape {shape}: composed models must share the data's shape")
-
-    sampler_table = plan_.data.get("sampler") or {}
-    if "name" not in sampler_table:  # `--set sampler.final_steps=20` adjusts the default sampler
-        sampler_table = _merged(default_sampler(first.get("recipe", {})), sampler_table)
-    sampler_spec, problems = registries.check_table(kind_named("samplers"), sampler_table, "sampler")
-    evaluator_specs = []
-    raw_evaluators = plan_.data.get("evaluators", [])
-    if not isinstance(raw_evaluators, list):
-        problems.append(RecipeProblem("evaluators", "expected an array of tables [[evaluators]]"))
-        raw_evaluators = []
-    for i, table in enumerate(raw_evaluators):
-        spec, found = registries.check_table(kind_named("evaluators"), table, f"evaluators[{i}]")
-        problems += found
-        evaluator_specs.append(spec)
-    if problems:
-        raise RecipeError(plan_.source, problems)
+    shape = _shared_shape(names, metas)
+    sampler_spec, evaluator_specs = _checked_specs(plan_, first.get("recipe", {}), registries)
 
     dataset = _dataset(first.get("recipe", {}), registries) if evaluator_specs or "domain" not in first["energy"] else None
     domain = first["energy"].get("domain") if "domain" in first["energy"] else dataset.domain
@@ -196,24 +173,11 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     evaluators = [(spec.entry.name, spec.build(**context)) for spec in evaluator_specs]
 
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(settings.seed)
-    chunks = []
-    status = console.status(f"sampling {settings.num_samples} chains of {energy}") if console is not None else _Quiet()
-    with status:
-        for start in range(0, settings.num_samples, settings.batch_size):
-            n = min(settings.batch_size, settings.num_samples - start)
-            chunks.append(checked.sample(sampler, energy, noise(n)).x.detach())
-    samples = torch.cat(chunks)
-    save_image(samples.clamp(0, 1).cpu(), out / "samples.png", nrow=settings.nrow)
-    safetensors.torch.save_file({"samples": samples.cpu().contiguous()}, str(out / "samples.safetensors"))
-
-    metrics: dict[str, float] = {}
+    samples = _draw_samples(sampler, energy, noise, settings, console)
+    _write_samples(samples, out, settings.nrow)
     ctx = EvalContext(energy, dataset, sampler, noise, out, 0, device, None, samples=samples, requirement=requirement,
                       cache_dir=run_folder_of(folders[names[0]]) / "cache")
-    for name, evaluator in evaluators:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            found = checked.evaluate(evaluator, ctx)
-        metrics.update({f"{name}/{k}": v for k, v in found.items()})
+    metrics = _evaluate(evaluators, ctx, device)
     record = {
         "expression": settings.expression,
         "energy": str(energy),
@@ -227,17 +191,82 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     return record
 
 
+def _load_models(
+    settings: ComposeSettings, names: Sequence[str], device: torch.device, registries: Registries
+) -> tuple[dict[str, Path], dict[str, dict[str, Any]], dict[str, Any]]:
+    """Each named model's checkpoint folder, its meta and its energy (EMA weights if ``settings.ema``)."""
+    from ebmkit.checkpoint import find_checkpoint, load, read_meta
+
+    folders = {name: find_checkpoint(settings.models[name]) for name in names}
+    metas = {name: read_meta(folder) for name, folder in folders.items()}
+    models = {name: load(folders[name], ema=settings.ema, device=device, registries=registries) for name in names}
+    return folders, metas, models
+
+
+def _shared_shape(names: Sequence[str], metas: Mapping[str, Mapping[str, Any]]) -> tuple[int, ...]:
+    """The data shape every model was trained on; composed models must agree on it."""
+    shape = tuple(metas[names[0]]["energy"]["data_shape"])
+    for name in names[1:]:
+        other = tuple(metas[name]["energy"]["data_shape"])
+        if other != shape:
+            raise EbmkitError(f"{name} models data of shape {other}, {names[0]} of shape {shape}: composed models must share the data's shape")
+    return shape
+
+
+def _checked_specs(plan_: ComposePlan, first_recipe: Mapping[str, Any], registries: Registries) -> tuple[Any, list[Any]]:
+    """The sampler's spec (the first model's default, adjusted by ``[sampler]``) and the evaluators';
+    raises :class:`RecipeError` listing every problem of both."""
+    sampler_table = plan_.data.get("sampler") or {}
+    if "name" not in sampler_table:  # `--set sampler.final_steps=20` adjusts the default sampler
+        sampler_table = _merged(default_sampler(first_recipe), sampler_table)
+    sampler_spec, problems = registries.check_table(kind_named("samplers"), sampler_table, "sampler")
+    evaluator_specs = []
+    raw_evaluators = plan_.data.get("evaluators", [])
+    if not isinstance(raw_evaluators, list):
+        problems.append(RecipeProblem("evaluators", "expected an array of tables [[evaluators]]"))
+        raw_evaluators = []
+    for i, table in enumerate(raw_evaluators):
+        spec, found = registries.check_table(kind_named("evaluators"), table, f"evaluators[{i}]")
+        problems += found
+        evaluator_specs.append(spec)
+    if problems:
+        raise RecipeError(plan_.source, problems)
+    return sampler_spec, evaluator_specs
+
+
+def _draw_samples(sampler: Any, energy: Any, noise: Any, settings: ComposeSettings, console: Any) -> torch.Tensor:
+    """``settings.num_samples`` samples, ``settings.batch_size`` chains at a time, from ``settings.seed``."""
+    torch.manual_seed(settings.seed)
+    chunks = []
+    status = console.status(f"sampling {settings.num_samples} chains of {energy}") if console is not None else contextlib.nullcontext()
+    with status:
+        for start in range(0, settings.num_samples, settings.batch_size):
+            n = min(settings.batch_size, settings.num_samples - start)
+            chunks.append(checked.sample(sampler, energy, noise(n)).x.detach())
+    return torch.cat(chunks)
+
+
+def _write_samples(samples: torch.Tensor, out: Path, nrow: int) -> None:
+    import safetensors.torch
+    from torchvision.utils import save_image
+
+    save_image(samples.clamp(0, 1).cpu(), out / "samples.png", nrow=nrow)
+    safetensors.torch.save_file({"samples": samples.cpu().contiguous()}, str(out / "samples.safetensors"))
+
+
+def _evaluate(evaluators: Sequence[tuple[str, Any]], ctx: Any, device: torch.device) -> dict[str, float]:
+    """Every evaluator's metrics, as ``<evaluator>/<metric>``; none of them moves the global RNG."""
+    metrics: dict[str, float] = {}
+    for name, evaluator in evaluators:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            found = checked.evaluate(evaluator, ctx)
+        metrics.update({f"{name}/{k}": v for k, v in found.items()})
+    return metrics
+
+
 def _dataset(recipe: Mapping[str, Any], registries: Registries) -> Any:
     table = recipe.get("data")
     spec, problems = registries.check_table(kind_named("datasets"), table, "data")
     if problems:
         raise RecipeError("the first model's recipe", problems)
     return spec.build()
-
-
-class _Quiet:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None

@@ -55,10 +55,6 @@ class UnknownComponentError(EbmkitError, LookupError):
         super().__init__(message)
 
 
-class DuplicateComponentError(EbmkitError):
-    """Two plugins registered the same name for the same kind of component."""
-
-
 class ComponentBuildError(EbmkitError):
     """A component's factory refused its parameters or context, or built the wrong kind of object."""
 

@@ -129,7 +129,6 @@ KINDS: tuple[Kind, ...] = (
     ),
 )
 
-KINDS_BY_NAME: dict[str, Kind] = {kind.name: kind for kind in KINDS}
 
 
 def kind_named(name: str) -> Kind:

@@ -151,10 +151,44 @@ def setup(
     The caller restores the thread count (``torch.set_num_threads``) when the run ends.
     """
     world = world_from_env()
-    device = usable_device(recipe.run)
+    device = _joined_device(recipe.run, world)
+    out_dir = _free_folder(out_dir, world, resume)
+    console = console or default_console
+    if not world.is_main:
+        console = Console(quiet=True)  # rank 0 speaks for the run
+    registries = registries or default_registries()
+    components, threads = _build_components(recipe, device, world, console)
+
+    lock = None
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_folder(out_dir)
+    energy = components.energy
+    model, notes = fast_energy(energy, recipe.run, device)  # before the EMA copies the weights' memory format
+    for note in notes:
+        console.print(escape(note))
+    state = _initial_state(recipe, components, world)
+    hook = MainRankHooks(registries.pm.hook, world) if world.distributed else registries.pm.hook
+    run = Run(recipe, out_dir, components, state, device, energy, hook, console,
+              console.is_terminal if live is None else live, threads, lock=lock, world=world)
+    run.model = run.hook.ebmkit_wrap_energy(run=run, energy=model) or model
+    if not resume and world.is_main:  # a resumed run rewrites them once its checkpoint is restored
+        write_run_files(run)
+    barrier(world)
+    return run
+
+
+def _joined_device(settings: RunSettings, world: World) -> torch.device:
+    """The run's device (a data-parallel rank's own GPU), once this process has joined the world."""
+    device = usable_device(settings)
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     join(world, device)
+    return device
+
+
+def _free_folder(out_dir: Path, world: World, resume: bool) -> Path:
+    """Rank 0's run folder; refused when it already holds a run that is not being resumed."""
     out_dir = Path(from_main(str(out_dir), world))  # a default folder names rank 0's time
     refused = not resume and holds_run(out_dir)
     barrier(world)  # every rank has looked before rank 0 creates the folder
@@ -163,10 +197,11 @@ def setup(
             f"{out_dir} already holds a run; continue it with 'ebmkit run --resume {out_dir}', "
             "or choose another --out folder"
         )
-    console = console or default_console
-    if not world.is_main:
-        console = Console(quiet=True)  # rank 0 speaks for the run
-    registries = registries or default_registries()
+    return out_dir
+
+
+def _build_components(recipe: Recipe, device: torch.device, world: World, console: Console) -> tuple[Components, int]:
+    """The components, with the same initial weights on every rank, and the thread count, now set."""
     torch.manual_seed(recipe.run.seed)  # every rank builds the same initial weights
     components = build(recipe, device)
     if world.distributed:  # then each rank samples its own chains
@@ -174,6 +209,14 @@ def setup(
     threads, why = choose_threads(recipe.run, components.energy)
     torch.set_num_threads(threads)
     console.print(f"threads: {threads} ({why})")
+    _report_ranks(recipe, world, device, console)
+    for warning in components.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    return components, threads
+
+
+def _report_ranks(recipe: Recipe, world: World, device: torch.device, console: Console) -> None:
+    """Say how the batch is split over data-parallel ranks, and warn when the recipe was written for another number."""
     if world.distributed:
         console.print(f"data-parallel: {world.size} ranks ({'NCCL' if device.type == 'cuda' else 'gloo'}), "
                       f"batch {recipe.train.batch_size} per rank, {recipe.train.batch_size * world.size} in all")
@@ -185,29 +228,15 @@ def setup(
             f"{recipe.train.batch_size * world.size} instead of {recipe.train.batch_size * written_for}, "
             f"with {world.size} replay buffer(s) instead of {written_for}"
         )
-    for warning in components.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
-    lock = None
-    if world.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        lock = lock_run_folder(out_dir)
+
+def _initial_state(recipe: Recipe, components: Components, world: World) -> RunState:
+    """The run state at step 0: the EMA copy (if any), this rank's data stream and the stateful components."""
     energy, optimizer = components.energy, components.optimizer
-    model, notes = fast_energy(energy, recipe.run, device)  # before the EMA copies the weights' memory format
-    for note in notes:
-        console.print(escape(note))
     ema = EMA(energy, recipe.train.ema) if recipe.train.ema is not None else None
     data = DataStream(components.dataset, recipe.train.batch_size, recipe.run.seed, world.rank, world.size)
     stateful = RunState.stateful_components(components.built, energy, optimizer)
-    state = RunState(energy, optimizer, data, ema, stateful)
-    hook = MainRankHooks(registries.pm.hook, world) if world.distributed else registries.pm.hook
-    run = Run(recipe, out_dir, components, state, device, energy, hook, console,
-              console.is_terminal if live is None else live, threads, lock=lock, world=world)
-    run.model = run.hook.ebmkit_wrap_energy(run=run, energy=model) or model
-    if not resume and world.is_main:  # a resumed run rewrites them once its checkpoint is restored
-        write_run_files(run)
-    barrier(world)
-    return run
+    return RunState(energy, optimizer, data, ema, stateful)
 
 
 def write_run_files(run: Run) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 from ebmkit import hookspecs
 from tests.conftest import ROOT
@@ -23,9 +24,15 @@ def test_every_hook_is_documented_with_its_signature():
         assert f"### {name}({params})" in page, f"{name} is not documented in docs/plugin_hooks.md"
 
 
-def test_every_hookspec_has_a_docstring():
+def test_every_hookspec_says_what_it_does_and_documents_each_parameter():
     for name in hook_names():
-        assert len(inspect.getdoc(getattr(hookspecs, name)) or "") > 40, name
+        spec = getattr(hookspecs, name)
+        doc, signature = inspect.getdoc(spec) or "", inspect.signature(spec)
+        summary = doc.split("\n\n", 1)[0]
+        assert summary and not summary.startswith(":"), f"{name} has no summary before its fields"
+        assert re.findall(r"^:param (\w+):", doc, re.MULTILINE) == list(signature.parameters), name
+        returns = signature.return_annotation != "None"
+        assert (":return:" in doc) == returns, f"{name} documents :return: if and only if it returns something"
 
 
 def test_readme_commands_are_the_ones_ci_runs():

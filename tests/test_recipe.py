@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
-
 import pytest
 
 from ebmkit.errors import RecipeError
@@ -106,11 +104,19 @@ def test_override_values_are_read_as_toml():
 
 
 def test_the_resolved_recipe_round_trips(tmp_path, registries):
-    recipe = load(RECIPES / "quickstart.toml", ["train.steps=9"], registries)
     import tomli_w
 
-    again = tomllib.loads(tomli_w.dumps(recipe.data))
-    assert again["train"]["steps"] == 9
+    recipe = load(RECIPES / "quickstart.toml", ["train.steps=9"], registries)
+    resolved = recipe.resolved()
+    # every table of the recipe, the override, and the defaults it never wrote
+    assert set(resolved) == {"run", "train", "data", "energy", "sampler", "buffer", "losses", "optim", "evaluators"}
+    assert resolved["train"]["steps"] == 9 and resolved["train"]["on_divergence"]["max_retries"] == 3
+    assert resolved["sampler"]["transitions"][0] == {"name": "langevin", "every": 1, "step_size": 0.03, "temperature": 1.0,
+                                                     "noise_first": False, "anneal_noise": False}
+    assert [loss["weight"] for loss in resolved["losses"]] == [1.0, 0.1] and resolved["buffer"]["policy"] == "fifo"
+    again = load(write(tmp_path, tomli_w.dumps(resolved)), registries=registries)
+    assert again.resolved() == resolved
+    assert [spec.record() for spec in again.specs()] == [spec.record() for spec in recipe.specs()]
 
 
 def test_types_are_checked_for_components_with_context_fields(registries):

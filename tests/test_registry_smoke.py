@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from ebmkit.kinds import KINDS_BY_NAME
+from ebmkit.kinds import kind_named
 from ebmkit.loop import Trainer
 from ebmkit.recipe import validate
 from ebmkit.registry import default_registries
@@ -127,7 +127,7 @@ def recipe_with(kind_name: str, name: str) -> dict:
     base, params = SMOKE[(kind_name, name)]
     data = copy.deepcopy(base)
     table = {"name": name, **params}
-    kind = KINDS_BY_NAME[kind_name]
+    kind = kind_named(kind_name)
     if kind.table is None:
         owner, key = NESTED[kind_name]
         data[owner][key] = [table]

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from ebmkit_scaffold.command import files_for
 from ebmkit_scaffold.templates import COMPONENTS
 
 from .conftest import plugin_env, read_metrics
@@ -55,6 +56,25 @@ def test_every_kind_of_example_keeps_its_contract_and_trains(kind, tmp_path, run
                      "--set", "train.eval_at_start=false", "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
     assert len([row for row in read_metrics(tmp_path / "run") if "loss" in row]) == 3
+
+
+@pytest.mark.parametrize("kind", sorted(COMPONENTS))
+def test_the_generated_contract_test_fails_when_a_check_did_not_run(kind, tmp_path, monkeypatch, ebmkit_register, ebmkit_contract):
+    name = f"example_{kind}"
+    files = files_for(name, kind)
+    for relative, text in files.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    ebmkit_register(importlib.import_module(f"ebmkit_{name}"))
+    ran = ebmkit_contract(kind, name, json.loads(COMPONENTS[kind].params))
+    generated: dict = {"__file__": str(tmp_path / "tests" / f"test_{name}.py")}
+    exec(compile(files[f"tests/test_{name}.py"], generated["__file__"], "exec"), generated)
+    test = generated[f"test_{name}_keeps_the_{kind}_contract"]
+    test(lambda *args: list(ran))  # every check the contract runs for this kind ran
+    for missing in ran:
+        with pytest.raises(AssertionError):
+            test(lambda *args, missing=missing: [check for check in ran if check != missing])
 
 
 def test_new_plugin_refuses_a_bad_name_or_an_existing_folder(tmp_path, run_cli):

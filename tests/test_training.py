@@ -10,19 +10,33 @@ import safetensors.torch
 import torch
 from rich.console import Console
 
+from ebmkit import hookimpl
 from ebmkit.errors import TrainingDiverged
 from ebmkit.recipe import load
 from ebmkit.loop import train
 from tests.conftest import RECIPES
 
 
-def test_quickstart_loop_lowers_the_exact_kl(tmp_path, registries):
+class KeepRun:
+    """Keeps each run that ends, so that a test can look at its components."""
+
+    def __init__(self):
+        self.runs = []
+
+    @hookimpl
+    def ebmkit_run_end(self, run, error):
+        self.runs.append(run)
+
+
+def test_quickstart_loop_lowers_the_exact_kl(tmp_path, ebmkit_register):
+    kept = KeepRun()
+    registries = ebmkit_register(kept, "keep_run")
     recipe = load(
         RECIPES / "quickstart.toml",
         ["train.steps=250", "evaluators.0.plot=false", "evaluators.0.every=0", "data.size=20000"],
         registries,
     )
-    train(recipe, tmp_path, live=False)
+    train(recipe, tmp_path, live=False, registries=registries)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     kl = [line["density2d/grid_kl"] for line in lines if "density2d/grid_kl" in line]
     assert len(kl) == 2
@@ -38,9 +52,18 @@ def test_quickstart_loop_lowers_the_exact_kl(tmp_path, registries):
 
     state = read_state(folder)["components"]["buffer"]
     assert int(state["size"]) == 10000 and int(state["offered"]) == 250 * 256
-    resumed = ReplayBuffer(capacity=10000, reinit_prob=0.2, noise=lambda n: torch.zeros(n, 2))
+    (run,) = kept.runs
+    original = run.components.buffer  # as the run left it: the state of its last checkpoint
+    resumed = ReplayBuffer(capacity=10000, reinit_prob=0.2, noise=original.noise)
     resumed.load_state_dict(state)
-    assert torch.equal(resumed.storage, state["storage"])
+    data, samples, starts = torch.zeros(256, 2), torch.randn(256, 2), []
+    for buffer in (original, resumed):  # the next update: draw the chain starts, push the new samples
+        torch.manual_seed(1)
+        starts.append(buffer.draw(256, data))
+        buffer.push(samples)
+    assert torch.equal(starts[1], starts[0])
+    assert (len(resumed), resumed.offered) == (len(original), original.offered)
+    assert torch.equal(resumed.storage[: len(resumed)], original.storage[: len(original)])
     # ebmkit.load gives back the EMA energy by default, the raw weights on request.
     import ebmkit
 

@@ -25,7 +25,7 @@ def files_for(name: str, kind: str) -> dict[str, str]:
     values = {
         "name": name, "module": f"ebmkit_{name}", "dist": f"ebmkit-{name.replace('_', '-')}",
         "Class": "".join(part.title() for part in name.split("_")), "kind": kind, "kinds": component.registry,
-        "params": component.params, "summary": component.summary,
+        "params": component.params, "checks": component.checks, "summary": component.summary,
     }
     out = {}
     for path, text in {**FILES, "src/$module/$name.py": component.code, "recipes/$name.toml": component.recipe}.items():
