@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from ebmkit.checkpoint import save_checkpoint
-from ebmkit.loop import Trainer
-from ebmkit.recipe import load
-from ebmkit.run import setup
+from ebmkit._engine.checkpoint import save_checkpoint
+from ebmkit._engine.loop import Trainer
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.run import setup
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
 Runs the training loop of a recipe for a few updates at each thread count, interleaved over
 rounds, and reports the median rate and the ratio. With --busy, a single-threaded process keeps
 one core busy meanwhile (a shared machine). This is what [run].threads' default rests on
-(ebmkit/run.py: SMALL_ENERGY_PARAMETERS).
+(ebmkit/_engine/run.py: SMALL_ENERGY_PARAMETERS).
 
     .venv/bin/python benchmarks/bench_threads.py --busy
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from ebmkit.loop import Trainer
-from ebmkit.recipe import load
-from ebmkit.run import setup
+from ebmkit._engine.loop import Trainer
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.run import setup
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = {

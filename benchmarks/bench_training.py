@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 from torch.func import functional_call
 
-from ebmkit.loop import Trainer
-from ebmkit.protocols import TrainBatch
-from ebmkit.recipe import load
-from ebmkit.run import setup
+from ebmkit._engine.loop import Trainer
+from ebmkit._host.protocols import TrainBatch
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.run import setup
 from timing import synchronize
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 
 import ebmkit
-from ebmkit.recipe import load
-from ebmkit.loop import train
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.loop import train
 from ebmkit_toy.densities import DENSITIES, Grid
 from ebmkit_toy.density2d import energies
 

@@ -92,7 +92,7 @@ QUALITY = "classifier_quality"
 def run_settings(recipe_file: str, overrides: list[str], seed: int, budget: float, recipes: Path = RECIPES) -> list[str]:
     """The recipe's overrides for one run: the seed, one thread, the time budget, and the recipe's
     own evaluators (its sample grid and classifier_quality) at the end only."""
-    from ebmkit.recipe import load
+    from ebmkit._recipes.recipe import load
 
     settings = [f"run.seed={seed}", "run.threads=1", "train.steps=100000000", f"train.time_limit_s={budget}",
                 "train.log_every=50", "train.checkpoint_every=0", *overrides]
@@ -105,8 +105,8 @@ def run_method(recipe_file: str, overrides: list[str], budget: float, seed: int,
     import torch
     from rich.console import Console
 
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
 
     torch.set_num_threads(1)
     recipe = load(RECIPES / recipe_file, run_settings(recipe_file, overrides, seed, budget))
@@ -127,7 +127,7 @@ def run_method(recipe_file: str, overrides: list[str], budget: float, seed: int,
 def run_key(method: str, overrides: list[str], seed: int, budget: float, recipes: Path = RECIPES) -> str:
     """The run's name in the cache: what the run sets, not how its recipe is written, so a recipe
     changed to a setting the sweep tried reuses that run."""
-    from ebmkit.recipe import load
+    from ebmkit._recipes.recipe import load
 
     file = METHODS[method]
     settings = load(recipes / file, run_settings(file, overrides, seed, budget, recipes)).data

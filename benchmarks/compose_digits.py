@@ -107,8 +107,8 @@ def train_run(recipe_file: str, seed: int, out_dir: str) -> str:
     import torch
     from rich.console import Console
 
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
 
     torch.set_num_threads(1)
     recipe = load(ROOT / "recipes" / recipe_file, ["run.threads=1", f"run.seed={seed}"])
@@ -120,9 +120,9 @@ def finished(recipe_file: str, seed: int, folder: Path) -> bool:
     """Whether ``folder`` holds the finished run of this recipe and seed; an error when it holds anything else."""
     import tomli_w
 
-    from ebmkit.checkpoint import find_checkpoint, read_meta
-    from ebmkit.recipe import load
-    from ebmkit.run import holds_run
+    from ebmkit._engine.checkpoint import find_checkpoint, read_meta
+    from ebmkit._recipes.recipe import load
+    from ebmkit._engine.run import holds_run
 
     if not holds_run(folder):
         return False
@@ -169,7 +169,7 @@ def digit_classifier(cache: Path):
 
 def digit_set(expression: str, models: dict) -> list[int]:
     """The digits a sample of ``expression`` should be: its requirement, read on every labelling of each digit."""
-    from ebmkit.expression import requirement
+    from ebmkit._model.expression import requirement
     from ebmkit_images.digits import LABELLINGS
 
     labels = {labelling.attribute: [labelling.class_name(d) for d in range(10)] for labelling in LABELLINGS.values()}
@@ -214,7 +214,7 @@ def main() -> None:
     import torch
 
     import ebmkit
-    from ebmkit import composition
+    from ebmkit._model import composition
     from ebmkit_images.digits import LEVELS, Digits
     from ebmkit_images.sample_grid import save_grid
 

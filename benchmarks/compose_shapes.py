@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ebmkit import composition
+from ebmkit._model import composition
 
 RED_TOP_LEFT = "color.given(red) + position.given(top_left)"
 BLUE_BOTTOM_RIGHT = "color.given(blue) + position.given(bottom_right)"

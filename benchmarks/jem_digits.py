@@ -70,7 +70,7 @@ def ood_aurocs(run_dir: Path, score: str) -> dict[str, float]:
     """AUROC per OOD set of the run's latest checkpoint (EMA weights), as ``ebmkit eval`` measures it."""
     from rich.console import Console
 
-    from ebmkit.evaluate import evaluate
+    from ebmkit._model.evaluate import evaluate
 
     metrics = evaluate(run_dir, ["ood"], ood_overrides(score), console=Console(quiet=True))
     prefix = "ood/auroc/" if score == "energy" else f"ood/auroc_{score}/"
@@ -84,7 +84,7 @@ def run_settings(model: str, seed: int, extra: tuple[str, ...] = ()) -> list[str
 
 def run_key(model: str, seed: int) -> str:
     """The run's name in the cache: a digest of everything the run sets, so a changed recipe trains again."""
-    from ebmkit.recipe import load
+    from ebmkit._recipes.recipe import load
 
     settings = load(RECIPE, run_settings(model, seed)).data
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -97,8 +97,8 @@ def run_model(model: str, seed: int, out_dir: Path, extra: tuple[str, ...] = ())
     import torch
     from rich.console import Console
 
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
 
     torch.set_num_threads(1)
     final = train(load(RECIPE, run_settings(model, seed, extra)), out_dir, console=Console(quiet=True), live=False).metrics
@@ -137,7 +137,7 @@ def run_all(jobs: list[tuple[str, int]], cache: Path, workers: int) -> list[dict
 def improved_cd_aurocs(run_dir: Path, cache: Path) -> dict:
     """The improved-CD model's −E(x) AUROCs and its checkpoint's step, measured on a copy of its
     run folder (``ebmkit eval`` writes into the folder it evaluates)."""
-    from ebmkit.checkpoint import find_checkpoint, read_meta
+    from ebmkit._engine.checkpoint import find_checkpoint, read_meta
 
     copy = cache / f"improved_cd-{hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:10]}.run"
     if copy.exists():

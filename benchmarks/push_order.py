@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ebmkit.loop import train
-from ebmkit.recipe import load
+from ebmkit._engine.loop import train
+from ebmkit._recipes.recipe import load
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "improved_cd_shapes.toml"
 KEY = "nn_entropy/log_nn_distance"

@@ -50,7 +50,7 @@ TRAINERS: dict[str, tuple[str, list[str]] | None] = {
 
 def digits_split(split: str) -> torch.Tensor:
     """The binarised digits of one split, flattened: (n, 64) of 0/1."""
-    from ebmkit.data import stack_samples
+    from ebmkit._host.data import stack_samples
     from ebmkit_images.digits import Digits
 
     data = Digits(split=split, binarize=True)
@@ -66,8 +66,8 @@ def train_ebmkit(recipe: str, overrides: list[str], hidden: int, lr: float, epoc
     from rich.console import Console
 
     import ebmkit
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
 
     settings = [f"run.seed={seed}", "run.threads=1", f"energy.hidden={hidden}", f"optim.lr={lr}",
                 f"train.steps={updates_for(epochs, 1437)}", f"train.batch_size={BATCH_SIZE}", "train.log_every=1000",

@@ -41,9 +41,9 @@ import bench_training  # noqa: E402
 from bench_training import build_trainer, ebmkit_iteration, floor_iteration  # noqa: E402
 from timing import interleaved, summary  # noqa: E402
 
-from ebmkit.loop import Trainer  # noqa: E402
-from ebmkit.recipe import load  # noqa: E402
-from ebmkit.run import setup  # noqa: E402
+from ebmkit._engine.loop import Trainer  # noqa: E402
+from ebmkit._recipes.recipe import load  # noqa: E402
+from ebmkit._engine.run import setup  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("sampler", "iteration", "memory", "scaling", "fast_paths", "torchebm", "augment", "compose", "threads")
@@ -147,7 +147,7 @@ def section_fast_paths(args) -> dict:
                              for name, extra in paths.items()}, args.rounds, args.device)
     from copy import deepcopy as copy_module
 
-    from ebmkit.speed import channels_last_if, fast_energy
+    from ebmkit._engine.speed import channels_last_if, fast_energy
     from ebmkit_improved_cd.resnet import ResNetEnergy128
     from ebmkit_mcmc.chain import Chain, Scheduled
     import ebmkit

@@ -7,13 +7,14 @@ name in ``__all__`` is a promise kept across releases (CHANGELOG.md records each
 everything else in the package is internal and may move.
 """
 
-from ebmkit import checked
-from ebmkit._hookimpl import hookimpl
-from ebmkit.checkpoint import load
-from ebmkit.console import progress
-from ebmkit.data import stack_samples
-from ebmkit.energy import Energy, count_models, disjunction, energy_and_grad, is_multiscale, unwrap
-from ebmkit.errors import (
+from ebmkit._host import checked
+from ebmkit import _deprecated
+from ebmkit._host.hookimpl import hookimpl
+from ebmkit._model.load import load
+from ebmkit._host.console import progress
+from ebmkit._host.data import stack_samples
+from ebmkit._host.energy import Energy, count_models, disjunction, eager, energy_and_grad
+from ebmkit._host.errors import (
     ComponentBuildError,
     EbmkitError,
     RecipeError,
@@ -21,12 +22,13 @@ from ebmkit.errors import (
     TrainingDiverged,
     UnknownComponentError,
     did_you_mean,
+    did_you_mean_hint,
 )
-from ebmkit.expression import compose
-from ebmkit.kinds import Key
-from ebmkit.params import INFINITE_OK, Keyed, component, low_below_high
-from ebmkit.plugins import registered
-from ebmkit.protocols import (
+from ebmkit._model.expression import compose
+from ebmkit._host.kinds import Key
+from ebmkit._host.params import INFINITE_OK, Keyed, component, low_below_high
+from ebmkit._host.installed import registered
+from ebmkit._host.protocols import (
     Buffer,
     Conditioning,
     Dataset,
@@ -44,17 +46,21 @@ from ebmkit.protocols import (
     StepResult,
     TrainBatch,
     Transition,
+    is_multiscale,
+    unwrap,
 )
-from ebmkit.random import normal_like
-from ebmkit.recipe import load as load_recipe
-from ebmkit.registry import ComponentSpec, create, list_components
-from ebmkit.registry import default_registries as registries
-from ebmkit.run import Run, resume_recipe
-from ebmkit.sampling import sample
-from ebmkit.speed import eager
-from ebmkit.loop import train
+from ebmkit._host.random import normal_like
+from ebmkit._recipes.recipe import load as load_recipe
+from ebmkit._host.registry import ComponentSpec
+from ebmkit._host.installed import create, list_components
+from ebmkit._host.installed import default_registries as registries
+from ebmkit._engine.run import Run, resume_recipe
+from ebmkit._model.sampling import sample
+from ebmkit._engine.loop import train
 
 __version__ = "0.2.0"
+
+_deprecated.install()
 
 __all__ = [
     # Using ebmkit: build, train, load, sample and compose energies
@@ -114,5 +120,6 @@ __all__ = [
     "TrainingDiverged",
     "UnknownComponentError",
     "did_you_mean",
+    "did_you_mean_hint",
     "__version__",
 ]

@@ -1,6 +1,6 @@
 """The ``ebmkit`` command line.
 
-A user error (an :class:`~ebmkit.errors.EbmkitError`) prints a clear message and exits
+A user error (an :class:`~ebmkit.EbmkitError`) prints a clear message and exits
 with code 2, without a traceback; any other exception is an internal error and keeps its
 traceback.
 """
@@ -15,8 +15,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ebmkit.console import console, escape, out
-from ebmkit.errors import EbmkitError
+from ebmkit._host.console import console, escape, out
+from ebmkit._host.errors import EbmkitError
 
 
 class UserError(click.ClickException):
@@ -62,7 +62,7 @@ _warned = False
 def _registries():
     """The loaded registries; warns once about plugins that failed to load."""
     global _warned
-    from ebmkit.registry import default_registries
+    from ebmkit._host.installed import default_registries
 
     registries = default_registries()
     if not _warned:
@@ -79,7 +79,7 @@ def cli() -> None:
 
 
 def _load(recipe: str, overrides: tuple[str, ...]):
-    from ebmkit import recipe as recipe_
+    from ebmkit._recipes import recipe as recipe_
 
     return recipe_.load(recipe, overrides, _registries())
 
@@ -96,10 +96,10 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
     Ctrl-C (or SIGTERM) writes a checkpoint, prints the command that resumes, and exits 130.
     Data-parallel: --nproc N here, or torchrun --nproc_per_node=N [--nnodes ...] -m ebmkit run ...
     """
-    from ebmkit.distributed import world_from_env
-    from ebmkit.errors import RunInterrupted
-    from ebmkit.loop import train
-    from ebmkit.run import default_out_dir, resume_recipe
+    from ebmkit._engine.distributed import world_from_env
+    from ebmkit._host.errors import RunInterrupted
+    from ebmkit._engine.loop import train
+    from ebmkit._engine.run import default_out_dir, resume_recipe
 
     world = world_from_env()
     if nproc is not None and nproc > 1 and not world.distributed:
@@ -156,7 +156,7 @@ def compose(expression: str | None, models: tuple[str, ...], compose_file: str |
     """
     from datetime import datetime
 
-    from ebmkit import composition as compose_
+    from ebmkit._model import composition as compose_
 
     checked = compose_.plan(compose_file, expression, models, overrides)
     folder = Path(out_dir) if out_dir else Path("compositions") / f"{_slug(checked.settings.expression)}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -176,7 +176,7 @@ def compose(expression: str | None, models: tuple[str, ...], compose_file: str |
 def eval_(path: str, names: tuple[str, ...], overrides: tuple[str, ...], raw: bool, device: str | None) -> None:
     """Run evaluators on a finished run (its latest checkpoint) or a checkpoint folder; figures
     and metrics go to the run folder."""
-    from ebmkit.evaluate import evaluate
+    from ebmkit._model.evaluate import evaluate
 
     metrics = evaluate(path, names, overrides, ema=not raw, device=device, console=console, registries=_registries())
     for key, value in metrics.items():
@@ -200,8 +200,8 @@ def _slug(text: str) -> str:
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     """Check a recipe without running it: every name and parameter, then build every component
     (on the CPU, with the real data); report every problem."""
-    from ebmkit.build import build
-    from ebmkit.run import usable_device
+    from ebmkit._recipes.build import build
+    from ebmkit._engine.run import usable_device
 
     loaded = _load(recipe, overrides)
     components = build(loaded, "cpu")
@@ -222,11 +222,11 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.option("--markdown", is_flag=True, help="Print the recipe reference (every component, its parameters and the runner's tables) as markdown.")
 def list_(kind: str | None, pattern: str, show_params: bool, markdown: bool) -> None:
     """List registered components: name, plugin and summary (KIND: energies, samplers, ...)."""
-    from ebmkit import params as params_
+    from ebmkit._host import params as params_
 
     registries = _registries()
     if markdown:
-        from ebmkit.reference import recipe_reference
+        from ebmkit._recipes.reference import recipe_reference
 
         click.echo(recipe_reference(registries), nl=False)
         return
@@ -286,8 +286,8 @@ def hooks(name: str | None) -> None:
     """The hooks a plugin may implement, with their arguments; NAME shows one hook's documentation."""
     import inspect
 
-    from ebmkit import hookspecs
-    from ebmkit.errors import UnknownComponentError
+    from ebmkit._host import hookspecs
+    from ebmkit._host.errors import UnknownComponentError
 
     specs = {n: f for n, f in vars(hookspecs).items() if n.startswith("ebmkit_") and callable(f)}
     if name is not None:

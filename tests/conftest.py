@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from ebmkit.cli import cli
-from ebmkit.plugins import AUTOLOAD_ENV, get_plugin_manager
-from ebmkit.registry import Registries, default_registries, reset_default_registries
+from ebmkit._host.plugins import AUTOLOAD_ENV, get_plugin_manager
+from ebmkit._host.registry import Registries
+from ebmkit._host.installed import default_registries, reset_default_registries
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"

@@ -114,3 +114,25 @@ def test_the_public_api_matches_its_snapshot():
 if __name__ == "__main__":
     SNAPSHOT.write_text(api_text())
     print(f"wrote {SNAPSHOT}", file=sys.stderr)
+
+
+def test_the_0_1_import_paths_still_import_with_a_warning_naming_the_public_module():
+    import subprocess
+
+    script = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from ebmkit.protocols import Needs\n"
+        "    from ebmkit.loop import train\n"
+        "    import ebmkit.params\n"
+        "import ebmkit\n"
+        "assert Needs is ebmkit.Needs and train is ebmkit.train and ebmkit.params.component is ebmkit.component\n"
+        "assert [str(w.message).split()[0] for w in caught if w.category is FutureWarning] == "
+        "['ebmkit.protocols', 'ebmkit.loop', 'ebmkit.params'], [str(w.message) for w in caught]\n"
+        "assert 'import what you need from ebmkit itself' in str(caught[0].message)\n"
+        "import ebmkit._host.protocols as moved\n"
+        "assert moved.__spec__.name == 'ebmkit._host.protocols'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ebmkit.cli import cli
-from ebmkit.recipe import RunSettings, TrainSettings
-from ebmkit.registry import default_registries
+from ebmkit._recipes.recipe import RunSettings, TrainSettings
+from ebmkit._host.installed import default_registries
 from tests.conftest import RECIPES
 
 
@@ -334,7 +334,7 @@ def mutated_recipes(draw) -> dict:
     return data
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True, database=None)
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
 @given(mutated_recipes())
 def test_a_mutated_recipe_validates_or_exits_2_with_a_message(data):
     with tempfile.TemporaryDirectory() as folder:

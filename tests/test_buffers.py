@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ebmkit.recipe import load
+from ebmkit._recipes.recipe import load
 from ebmkit_mcmc.augment import Augment
 from ebmkit_mcmc.replay import ReplayBuffer
 from tests.conftest import RECIPES

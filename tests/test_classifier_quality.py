@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from ebmkit.data import chain_starts
-from ebmkit.errors import EbmkitError
-from ebmkit.protocols import EvalContext, SampleResult
+from ebmkit._host.data import chain_starts
+from ebmkit._host.errors import EbmkitError
+from ebmkit._host.protocols import EvalContext, SampleResult
 
 pytest.importorskip("torch_fidelity")
 pytest.importorskip("sklearn")

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import ebmkit
-from ebmkit import expression as ex
-from ebmkit.energy import Energy, count_models
-from ebmkit.errors import EbmkitError
-from ebmkit.loop import train
-from ebmkit.protocols import Conditioning, EvalContext
-from ebmkit.recipe import validate
+from ebmkit._model import expression as ex
+from ebmkit._host.energy import Energy, count_models
+from ebmkit._host.errors import EbmkitError
+from ebmkit._engine.loop import train
+from ebmkit._host.protocols import Conditioning, EvalContext
+from ebmkit._recipes.recipe import validate
 
 COLORS = Conditioning("color", ("red", "green", "blue"))
 SHAPES = Conditioning("shape", ("circle", "square", "triangle"))
@@ -187,7 +187,7 @@ def test_rounds_sampler_augments_between_rounds_only():
 
     class Count:
         def step(self, energy, x, ctx):
-            from ebmkit.protocols import StepResult
+            from ebmkit._host.protocols import StepResult
 
             calls.append(ctx.index)
             return StepResult(x)
@@ -332,9 +332,9 @@ def test_compose_cli_refuses_before_running_anything(args, message, run_cli, tmp
 
 
 def test_compose_file_of_the_paper_is_in_the_grammar():
-    from ebmkit import composition
-    from ebmkit.kinds import kind_named
-    from ebmkit.registry import default_registries
+    from ebmkit._model import composition
+    from ebmkit._host.kinds import kind_named
+    from ebmkit._host.installed import default_registries
 
     plan = composition.plan("recipes/compose_celebahq_smile_male.toml")
     assert ex.model_names(ex.parse(plan.settings.expression)) == ["smile", "male"]

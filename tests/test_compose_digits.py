@@ -22,8 +22,8 @@ PER_DIGIT = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     """The two recipes trained for 2 updates with a tiny energy: model name -> run folder."""
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
 
     tiny = ["energy.hidden=16", "energy.depth=1", "train.steps=2", "train.batch_size=8", "train.log_every=1",
             "train.checkpoint_every=0", "buffer.capacity=32", "evaluators=[]", "run.threads=1"]
@@ -86,7 +86,7 @@ def test_bad_labels_exit_2_through_the_cli(data, expected, tmp_path, run_cli):
 
 def test_the_benchmark_scores_each_composition_against_its_set_of_digits(bench, tiny_runs):
     from ebmkit import compose
-    from ebmkit.checkpoint import load
+    from ebmkit._model.load import load
 
     assert set(bench.MODELS) == set(tiny_runs)
     models = {name: load(folder) for name, folder in tiny_runs.items()}

@@ -1,4 +1,4 @@
-"""Every first-party component passes the contract check of its kind (ebmkit.contract), and the
+"""Every first-party component passes the contract check of its kind (ebmkit._testkit.contract), and the
 check catches the breaks it is there for."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ebmkit.contract import Bowl, ContractViolation, GradientSteps, Points, check, check_component
-from ebmkit.protocols import LossOutput, Needs, SampleResult, StepResult
-from ebmkit.registry import default_registries
+from ebmkit._testkit.contract import Bowl, ContractViolation, GradientSteps, Points, check, check_component
+from ebmkit._host.protocols import LossOutput, Needs, SampleResult, StepResult
+from ebmkit._host.installed import default_registries
 
 from .test_registry_smoke import SMOKE
 

@@ -103,7 +103,7 @@ def test_celeba_attribute_is_chosen_by_name(tmp_path, registries):
 
 
 def test_stack_samples_batches_samples_and_keeps_labels_apart():
-    from ebmkit.data import stack_samples
+    from ebmkit._host.data import stack_samples
 
     labelled = Shapes(size=16, image_size=8, label="color", dequantize=False)
     x, labels = stack_samples(labelled, [3, 5, 7])
@@ -114,7 +114,7 @@ def test_stack_samples_batches_samples_and_keeps_labels_apart():
 
 
 def test_celeba_attributes_say_what_their_labels_mean(tmp_path, registries):
-    from ebmkit.protocols import Conditioning
+    from ebmkit._host.protocols import Conditioning
 
     write_images(tmp_path / "img_align_celeba", 2)
     (tmp_path / "list_attr_celeba.txt").write_text("2\nMale Smiling\n000000.jpg 1 -1\n000001.jpg -1 1\n")
@@ -175,7 +175,7 @@ def test_missing_cifar100_says_where_the_files_go(tmp_path, registries):
 
 
 def test_conditional_cifar10_names_its_classes(tmp_path, monkeypatch, registries):
-    from ebmkit.protocols import Conditioning
+    from ebmkit._host.protocols import Conditioning
 
     write_cifar(tmp_path)
     skip_md5(monkeypatch)
@@ -278,7 +278,7 @@ def write_celebahq(root, layout, n=12):
 
 @pytest.mark.parametrize("layout", sorted(HQ_LAYOUTS))
 def test_celebahq_attributes_label_each_image_by_its_celeba_row(tmp_path, layout, registries):
-    from ebmkit.protocols import Conditioning
+    from ebmkit._host.protocols import Conditioning
 
     table = write_celebahq(tmp_path, layout)
     build = registries.get("datasets", "celebahq_attributes").build

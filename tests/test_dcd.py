@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from ebmkit.errors import EbmkitError
-from ebmkit.protocols import EvalContext, TrainBatch
-from ebmkit.recipe import load
-from ebmkit.loop import train
+from ebmkit._host.errors import EbmkitError
+from ebmkit._host.protocols import EvalContext, TrainBatch
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.loop import train
 from ebmkit_dcd.denoise import Denoise, psnr, tweedie_denoise
 from ebmkit_dcd.kernels import GaussianKernel
 from ebmkit_dcd.log_mean_exp import DCDLogMeanExp
@@ -206,8 +206,8 @@ def test_recovery_estimator_trains_from_a_recipe(tmp_path, registries):
 def test_the_posterior_transition_is_required_and_checked_like_any_component(registries):
     import tomllib
 
-    from ebmkit.errors import RecipeError
-    from ebmkit.recipe import validate
+    from ebmkit._host.errors import RecipeError
+    from ebmkit._recipes.recipe import validate
 
     data = tomllib.loads((RECIPES / "dcd_recovery_8gaussians.toml").read_text())
     del data["losses"][0]["transition"]
@@ -218,7 +218,7 @@ def test_the_posterior_transition_is_required_and_checked_like_any_component(reg
 
 
 def test_a_vp_kernel_with_sigma_of_1_or_more_is_a_recipe_error(registries):
-    from ebmkit.errors import RecipeError
+    from ebmkit._host.errors import RecipeError
 
     with pytest.raises(RecipeError, match=r"losses\[0\]\.sigma: invalid value for loss 'dcd_log_mean_exp'.*sigma < 1"):
         load(RECIPES / "dcd_8gaussians.toml", ["losses[0].kernel=vp", "losses[0].sigma=1.0"], registries)

@@ -25,9 +25,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from ebmkit.contract import Samples
-from ebmkit.protocols import LossOutput, TrainBatch, needs_of
-from ebmkit.registry import default_registries
+from ebmkit._testkit.contract import Samples
+from ebmkit._host.protocols import LossOutput, TrainBatch, needs_of
+from ebmkit._host.installed import default_registries
 
 DATA_MEAN = torch.tensor([-1.0, 0.5], dtype=torch.float64)
 BATCH = 8192

@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ebmkit.distributed import World, average_gradients, mean_over_ranks, world_from_env
-from ebmkit.errors import EbmkitError
+from ebmkit._engine.distributed import World, average_gradients, mean_over_ranks, world_from_env
+from ebmkit._host.errors import EbmkitError
 from tests.conftest import RECIPES, ROOT
 
 RECIPE = {
@@ -33,10 +33,10 @@ RECIPE = {
 
 def gradients_of_one_update(folder, x_pos: torch.Tensor, x0: torch.Tensor, world: World) -> dict[str, torch.Tensor]:
     """The parameter gradients the loop's step hands the optimizer, for these positives and chain starts."""
-    from ebmkit.loop import Trainer
-    from ebmkit.protocols import TrainBatch
-    from ebmkit.recipe import validate
-    from ebmkit.run import setup
+    from ebmkit._engine.loop import Trainer
+    from ebmkit._host.protocols import TrainBatch
+    from ebmkit._recipes.recipe import validate
+    from ebmkit._engine.run import setup
 
     recipe = validate({**RECIPE, "train": {**RECIPE["train"], "batch_size": len(x_pos)}}, "distributed")
     run = setup(recipe, Path(folder), live=False)
@@ -159,8 +159,8 @@ def test_two_ranks_of_batch_b_learn_like_one_process_of_batch_2b(tmp_path):
     differ in their random streams and buffers (one buffer per rank), so their curves are
     compared on the exact grid KL at the end: within 0.03 nats of each other, after both fell
     by more than 0.25 nats from 1.32 (measured: 0.989 and 0.994)."""
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
 
     evaluate = ["--set", "train.steps=100", "--set", "run.threads=1"]
     two = torchrun(str(RECIPES / "quickstart.toml"), *evaluate, "--out", str(tmp_path / "two"))
@@ -178,7 +178,7 @@ def test_two_ranks_of_batch_b_learn_like_one_process_of_batch_2b(tmp_path):
 
 
 def test_ranks_read_disjoint_equal_shares_of_each_epoch():
-    from ebmkit.data import DataStream
+    from ebmkit._host.data import DataStream
 
     dataset = torch.arange(21.0)[:, None]
     streams = [DataStream(dataset, 2, seed=3, rank=r, world_size=2) for r in range(2)]
@@ -198,8 +198,8 @@ def test_a_recipe_written_for_eight_ranks_warns_when_run_on_one(tmp_path):
 
     from rich.console import Console
 
-    from ebmkit.recipe import validate
-    from ebmkit.run import setup
+    from ebmkit._recipes.recipe import validate
+    from ebmkit._engine.run import setup
 
     recipe = validate({**RECIPE, "run": {**RECIPE["run"], "world_size": 8}}, "eight")
     out = io.StringIO()

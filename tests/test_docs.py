@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 
-from ebmkit import hookspecs
+from ebmkit._host import hookspecs
 from tests.conftest import ROOT
 
 
@@ -16,7 +16,7 @@ def hook_names() -> list[str]:
 def test_every_hook_is_documented_with_its_signature():
     page = (ROOT / "docs" / "plugin_hooks.md").read_text()
     names = hook_names()
-    from ebmkit.kinds import KINDS
+    from ebmkit._host.kinds import KINDS
 
     assert {kind.hook for kind in KINDS} <= set(names)  # one registration hook per kind, from the table
     for name in names:
@@ -42,8 +42,8 @@ def test_readme_commands_are_the_ones_ci_runs():
 
 
 def test_the_readme_plugin_example_registers_a_transition_a_recipe_trains_with(tmp_path, install_plugin):
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
     from tests.conftest import RECIPES
 
     readme = (ROOT / "README.md").read_text()

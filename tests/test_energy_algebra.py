@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ebmkit import EbmkitError, Energy, disjunction
-from ebmkit.energy import ConditionedEnergy, EnergyShapeError, SumEnergy
+from ebmkit._host.energy import ConditionedEnergy, EnergyShapeError, SumEnergy
 
 
 class Bowl(Energy):

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from ebmkit import Energy
-from ebmkit.contract import Points, check_component
-from ebmkit.errors import RecipeError
-from ebmkit.protocols import TrainBatch
+from ebmkit._testkit.contract import Points, check_component
+from ebmkit._host.errors import RecipeError
+from ebmkit._host.protocols import TrainBatch
 from ebmkit_dcd.energy_discrepancy import BernoulliFlip, EnergyDiscrepancy
 from ebmkit_dcd.log_mean_exp import DCDLogMeanExp
 from ebmkit_toy.gaussian import QuadraticEnergy

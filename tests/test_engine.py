@@ -11,12 +11,12 @@ import safetensors.torch
 import torch
 
 import ebmkit
-from ebmkit.checkpoint import PluginVersionWarning
-from ebmkit.energy import scale_energies
-from ebmkit.loop import Trainer, train
-from ebmkit.protocols import TrainBatch
-from ebmkit.recipe import load
-from ebmkit.run import setup
+from ebmkit._engine.checkpoint import PluginVersionWarning
+from ebmkit._host.protocols import scale_energies
+from ebmkit._engine.loop import Trainer, train
+from ebmkit._host.protocols import TrainBatch
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.run import setup
 from tests.conftest import RECIPES, read_metrics
 
 TINY = ["train.steps=6", "train.log_every=1", "data.size=512", "evaluators=[]", "sampler.steps=3"]
@@ -149,7 +149,7 @@ def test_a_factory_returning_the_wrong_thing_is_reported_at_its_table(install_pl
     install_plugin("ebmkit-wrong", "ebmkit_wrong", source)
     result = run_cli("validate", str(RECIPES / "quickstart.toml"), "--set", "sampler={name = 'broken_sampler'}")
     assert result.exit_code == 2
-    assert "sampler: sampler 'broken_sampler' (plugin 'ebmkit_wrong' (ebmkit-wrong 0.1)) built a int, which is not a ebmkit.protocols.Sampler" in result.output
+    assert "sampler: sampler 'broken_sampler' (plugin 'ebmkit_wrong' (ebmkit-wrong 0.1)) built a int, which is not a ebmkit.Sampler" in result.output
 
 
 def test_the_run_state_continues_exactly(tmp_path, registries):
@@ -205,7 +205,7 @@ def test_load_rebuilds_with_the_recorded_defaults_after_the_plugin_changes_them(
 
 
 def test_ema_is_the_exponential_moving_average():
-    from ebmkit.state import EMA
+    from ebmkit._engine.state import EMA
 
     module = torch.nn.Linear(2, 1)
     with torch.no_grad():

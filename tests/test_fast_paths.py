@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from ebmkit import energy_and_grad
-from ebmkit.checkpoint import list_checkpoints
-from ebmkit.loop import Trainer, resume_run
-from ebmkit.recipe import load
-from ebmkit.run import setup
-from ebmkit.speed import FastEnergy
+from ebmkit._engine.checkpoint import list_checkpoints
+from ebmkit._engine.loop import Trainer, resume_run
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.run import setup
+from ebmkit._engine.speed import FastEnergy
 from ebmkit_improved_cd.resnet import ResNetEnergy
 from tests.conftest import RECIPES
 

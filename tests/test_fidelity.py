@@ -11,9 +11,9 @@ import pytest
 import torch
 from scipy import linalg
 
-from ebmkit.errors import EbmkitError
-from ebmkit.loop import train
-from ebmkit.recipe import validate
+from ebmkit._host.errors import EbmkitError
+from ebmkit._engine.loop import train
+from ebmkit._recipes.recipe import validate
 
 pytest.importorskip("torch_fidelity")
 
@@ -117,7 +117,7 @@ def test_eval_continues_the_chains_of_the_saved_replay_buffer(tmp_path, run_cli,
 
 def test_fid_of_the_reference_set_against_itself_is_zero_and_cached(shapes_run, tmp_path, monkeypatch):
     """Samples that are the reference images give FID 0; the reference features are computed once."""
-    from ebmkit.registry import default_registries
+    from ebmkit._host.installed import default_registries
 
     monkeypatch.setenv("EBMKIT_CACHE_DIR", str(tmp_path))
     registries = default_registries()
@@ -177,7 +177,7 @@ def test_eval_refuses_an_unknown_evaluator_or_parameter_with_exit_2(shapes_run, 
 def test_test_time_preset_is_the_reference_schedule_per_chain():
     """test_inception.py: 10 steps to fill a 1000-chain buffer, 70 draws of 512 with augmentation
     then 10 steps, 30 half-buffer sweeps of 10 steps; per chain in expectation."""
-    from ebmkit.registry import default_registries
+    from ebmkit._host.installed import default_registries
 
     sampler = default_registries().get("samplers", "improved_cd_test_time").factory()
     assert sampler.rounds == round(70 * 512 / 1000)

@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from ebmkit.recipe import load
-from ebmkit.loop import train
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.loop import train
 from ebmkit_toy.gaussian import QuadraticEnergy, kl_standard_normal_to
 from tests.conftest import RECIPES
 

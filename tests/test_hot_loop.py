@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import ebmkit
-from ebmkit.loop import Trainer
-from ebmkit.protocols import TrainBatch
-from ebmkit.recipe import load
-from ebmkit.run import setup
+from ebmkit._engine.loop import Trainer
+from ebmkit._host.protocols import TrainBatch
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.run import setup
 from tests.conftest import RECIPES
 
 OWN_CODE = (str(Path(ebmkit.__file__).parent), str(Path(__file__).parents[1] / "plugins"))
@@ -95,7 +95,7 @@ def test_terms_through_the_sampler_are_backpropagated_first_and_the_gradient_is_
 
 def test_a_recipe_whose_terms_do_not_depend_on_the_weights_is_refused(tmp_path, install_plugin):
     source = (
-        "import torch\nfrom ebmkit import hookimpl\nfrom ebmkit.protocols import LossOutput\n\n"
+        "import torch\nfrom ebmkit import hookimpl\nfrom ebmkit._host.protocols import LossOutput\n\n"
         "def constant():\n    return lambda batch: LossOutput(torch.zeros(()))\n\n"
         "@hookimpl\ndef ebmkit_register_losses(register):\n    register('constant', constant)\n"
     )

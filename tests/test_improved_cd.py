@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ebmkit.protocols import TrainBatch
+from ebmkit._host.protocols import TrainBatch
 from ebmkit_cd.cd import ContrastiveDivergence
 from ebmkit_cd.energy_l2 import EnergyL2
 from ebmkit_improved_cd.kl import KLTerm
@@ -172,8 +172,8 @@ def test_parameter_counts_match_the_reference():
 
 def test_kl_and_entropy_terms_on_the_first_chains_only():
     """LSUN in the reference: the KL and entropy terms see the first n = 32 chains of the batch."""
-    from ebmkit.protocols import TrainBatch
-    from ebmkit.registry import default_registries
+    from ebmkit._host.protocols import TrainBatch
+    from ebmkit._host.installed import default_registries
 
     registries = default_registries()
     energy = registries.get("energies", "mlp").factory(data_shape=(2,), hidden=8, depth=1)

@@ -22,11 +22,11 @@ if importlib.util.find_spec("ebmkit_jem") is None:  # until the package's entry 
 
 import ebmkit_jem  # noqa: E402
 from ebmkit import Energy, EbmkitError, hookimpl  # noqa: E402
-from ebmkit.build import build  # noqa: E402
-from ebmkit.contract import Points, check_component  # noqa: E402
-from ebmkit.errors import RecipeError  # noqa: E402
-from ebmkit.protocols import EvalContext, SampleResult, TrainBatch  # noqa: E402
-from ebmkit.recipe import load, validate  # noqa: E402
+from ebmkit._recipes.build import build  # noqa: E402
+from ebmkit._testkit.contract import Points, check_component  # noqa: E402
+from ebmkit._host.errors import RecipeError  # noqa: E402
+from ebmkit._host.protocols import EvalContext, SampleResult, TrainBatch  # noqa: E402
+from ebmkit._recipes.recipe import load, validate  # noqa: E402
 from ebmkit_cd.cd import ContrastiveDivergence  # noqa: E402
 from ebmkit_jem.accuracy import ClassificationAccuracy  # noqa: E402
 from ebmkit_jem.classifier_energy import ClassifierEnergy  # noqa: E402
@@ -287,7 +287,7 @@ def smoke_recipe(**losses) -> dict:
 
 
 def test_training_samples_the_marginal_and_learns_to_classify(ebmkit_register, tmp_path):
-    from ebmkit.loop import train
+    from ebmkit._engine.loop import train
 
     ebmkit_register(ebmkit_jem)
     ebmkit_register(RecordingPlugin(), "recording")

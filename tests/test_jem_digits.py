@@ -12,7 +12,7 @@ import torch
 
 import ebmkit
 from ebmkit import EbmkitError
-from ebmkit.protocols import EvalContext
+from ebmkit._host.protocols import EvalContext
 from ebmkit_images.ood import OODDetection
 from ebmkit_jem.accuracy import ClassificationAccuracy, expected_calibration_error
 from tests.conftest import load_benchmark

@@ -9,7 +9,7 @@ import torch
 
 import ebmkit
 from ebmkit import Energy
-from ebmkit.protocols import StepContext, StepResult
+from ebmkit._host.protocols import StepContext, StepResult
 from ebmkit_mcmc.chain import Chain, Scheduled
 from ebmkit_mcmc.hmc import HMC
 from ebmkit_mcmc.mala import MALA

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ebmkit import EbmkitError
-from ebmkit.data import chain_starts
-from ebmkit.protocols import EvalContext
+from ebmkit._host.data import chain_starts
+from ebmkit._host.protocols import EvalContext
 from ebmkit_mcmc.chain import Chain, Scheduled
 from ebmkit_mcmc.chain_trace import ChainTrace
 from ebmkit_mcmc.diagnostics import MCMCDiagnostics, ess_rhat, run_chains

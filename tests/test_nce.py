@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from ebmkit.contract import Points, check_component
-from ebmkit.errors import RecipeError
-from ebmkit.protocols import TrainBatch
+from ebmkit._testkit.contract import Points, check_component
+from ebmkit._host.errors import RecipeError
+from ebmkit._host.protocols import TrainBatch
 from ebmkit_toy.gaussian import QuadraticEnergy
 from tests.conftest import ROOT
 
@@ -211,8 +211,8 @@ def test_parameters_are_checked():
 def test_the_recipe_trains_a_self_normalised_energy(tmp_path):
     """A short run of the shipped recipe: the grid KL falls, and the energy is close to
     normalised (log ∫ exp(−E) near 0 on the grid) without anything normalising it."""
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
     from ebmkit_toy.densities import Grid
     from ebmkit_toy.density2d import energies
     from tests.conftest import RECIPES, read_metrics

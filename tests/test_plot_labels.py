@@ -12,7 +12,7 @@ import matplotlib.figure
 import pytest
 import torch
 
-from ebmkit.protocols import EvalContext
+from ebmkit._host.protocols import EvalContext
 from ebmkit_dcd.denoise import Denoise
 from ebmkit_images.curves import TrainingCurves
 from ebmkit_images.ood import OODDetection

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from ebmkit.loop import train
-from ebmkit.recipe import load as load_recipe
+from ebmkit._engine.loop import train
+from ebmkit._recipes.recipe import load as load_recipe
 from tests.conftest import RECIPES, make_distribution, plugin_env
 
 THIRD_PARTY = """
@@ -275,6 +275,6 @@ def test_hooks_lists_every_hook_and_shows_one(run_cli):
     for hook in ("ebmkit_register_transitions", "ebmkit_wrap_energy", "ebmkit_checkpoint_load"):
         assert hook in listed.output
     one = run_cli("hooks", "register_losses")
-    assert one.exit_code == 0 and "ebmkit.protocols.Loss" in one.output
+    assert one.exit_code == 0 and "ebmkit.Loss" in one.output
     wrong = run_cli("hooks", "register_lossez")
     assert wrong.exit_code == 2 and "did you mean 'ebmkit_register_losses'" in wrong.output

@@ -34,7 +34,7 @@ class Plugin:
 def test_the_fixtures_are_there_for_any_test_suite(pytester):
     pytester.makepyfile(PLUGIN + '''
 import pytest
-from ebmkit.contract import ContractViolation
+from ebmkit._testkit.contract import ContractViolation
 
 
 def test_registries_of_only_the_named_plugins(ebmkit_registries):

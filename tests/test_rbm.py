@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from ebmkit.protocols import StepContext
+from ebmkit._host.protocols import StepContext
 from ebmkit_rbm.gibbs import BlockGibbs
 from ebmkit_rbm.likelihood import ais_log_z, all_states, exact_log_z
 from ebmkit_rbm.rbm import BinaryRBM
@@ -64,7 +64,7 @@ def test_states_enumerate_in_binary_order():
 
 
 def test_likelihood_evaluator_is_the_exact_mean_log_likelihood(tmp_path):
-    from ebmkit.protocols import EvalContext
+    from ebmkit._host.protocols import EvalContext
     from ebmkit_rbm.evaluator import RBMLikelihood
 
     rbm = random_rbm(6, 4, 1.0).float()

@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 
-from ebmkit.errors import EbmkitError
-from ebmkit.protocols import EvalContext
+from ebmkit._host.errors import EbmkitError
+from ebmkit._host.protocols import EvalContext
 from ebmkit_rbm.evaluator import RBMLikelihood
 from ebmkit_rbm.likelihood import all_states, exact_log_z
 from ebmkit_rbm.rbm import BinaryRBM

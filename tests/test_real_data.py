@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ebmkit import EbmkitError
-from ebmkit.contract import check_component
+from ebmkit._testkit.contract import check_component
 
 
 def pixels(x):
@@ -417,8 +417,8 @@ def test_good_data_validates_through_the_cli(data, write, tmp_path, run_cli):
 
 # -- a conditional model of a labelled folder, composed by folder name ----------------------------
 def test_a_model_of_class_folders_is_composed_by_folder_name(tmp_path, run_cli, one_thread):
-    from ebmkit.loop import train
-    from ebmkit.recipe import validate
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import validate
 
     write_class_folders(tmp_path / "images", per_class=4)
     recipe = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ebmkit.errors import RecipeError
-from ebmkit.recipe import load, parse_override
+from ebmkit._host.errors import RecipeError
+from ebmkit._recipes.recipe import load, parse_override
 from tests.conftest import COMPOSE_FILES, RECIPES, TRAINING_RECIPES
 
 SHIPPED = TRAINING_RECIPES
@@ -34,8 +34,8 @@ def test_every_shipped_recipe_validates_and_starts_with_its_command(path, regist
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
 def test_every_shipped_compose_file_checks_and_starts_with_its_command(path, registries):
-    from ebmkit import composition
-    from ebmkit.kinds import kind_named
+    from ebmkit._model import composition
+    from ebmkit._host.kinds import kind_named
 
     plan = composition.plan(path)
     if "sampler" in plan.data:

@@ -9,9 +9,9 @@ import tomllib
 
 import pytest
 
-from ebmkit.protocols import needs_of
-from ebmkit.recipe import load
-from ebmkit.loop import train
+from ebmkit._host.protocols import needs_of
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.loop import train
 from ebmkit_toy.densities import DENSITIES
 from tests.conftest import TRAINING_RECIPES
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ebmkit import params
-from ebmkit.reference import recipe_reference
-from ebmkit.registry import default_registries
+from ebmkit._host import params
+from ebmkit._recipes.reference import recipe_reference
+from ebmkit._host.installed import default_registries
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference.md"
 
@@ -36,7 +36,7 @@ def test_ebmkit_list_markdown_prints_it(run_cli):
 
 def test_what_a_plugin_author_returns_and_receives_is_importable_from_ebmkit():
     import ebmkit
-    import ebmkit.protocols as protocols
+    import ebmkit._host.protocols as protocols
 
     for name in ("StepContext", "StepResult", "SampleResult", "Needs", "TrainBatch", "LossOutput", "EvalContext"):
         assert getattr(ebmkit, name) is getattr(protocols, name) and name in ebmkit.__all__

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from ebmkit import Energy
-from ebmkit.contract import Bowl, Points, check_component
-from ebmkit.protocols import TrainBatch, needs_of
+from ebmkit._testkit.contract import Bowl, Points, check_component
+from ebmkit._host.protocols import TrainBatch, needs_of
 from ebmkit_toy.gaussian import QuadraticEnergy
 from tests.conftest import RECIPES, ROOT
 
@@ -340,8 +340,8 @@ def test_labels_reach_the_energy(name):
 
 
 def test_noise_choice_is_checked(score_plugin):
-    from ebmkit.errors import EbmkitError
-    from ebmkit.registry import default_registries
+    from ebmkit._host.errors import EbmkitError
+    from ebmkit._host.installed import default_registries
 
     registries = default_registries()
     bad_choices = [
@@ -357,8 +357,8 @@ def test_noise_choice_is_checked(score_plugin):
 
 @pytest.mark.parametrize("recipe", ["dsm_8gaussians.toml", "ssm_8gaussians.toml"])
 def test_recipe_trains_a_few_steps(recipe, score_plugin, tmp_path):
-    from ebmkit.loop import train
-    from ebmkit.recipe import load
+    from ebmkit._engine.loop import train
+    from ebmkit._recipes.recipe import load
 
     overrides = ["train.steps=3", "train.log_every=1",
                  'evaluators=[{name = "density2d", bins = 20, num_test = 100, plot = false}]']

@@ -13,8 +13,8 @@ import torch
 
 import ebmkit
 from ebmkit import Energy, EbmkitError, RecipeError
-from ebmkit.contract import Points, check_component
-from ebmkit.protocols import StepResult
+from ebmkit._testkit.contract import Points, check_component
+from ebmkit._host.protocols import StepResult
 from ebmkit_mcmc.chain import Chain, Scheduled
 from ebmkit_mcmc.langevin import Langevin
 from ebmkit_mcmc.mala import MALA
@@ -198,8 +198,8 @@ def test_contract(params, classes):
 
 
 def test_it_keeps_no_graph(tmp_path):
-    from ebmkit.recipe import validate
-    from ebmkit.run import setup
+    from ebmkit._recipes.recipe import validate
+    from ebmkit._engine.run import setup
     from tests.test_registry_smoke import TWO_D
 
     sampler = ParallelTempering(steps=2, transitions=[Langevin(step_size=0.1)], temperatures=(1.0, 2.0))
@@ -236,9 +236,9 @@ def test_a_geometric_ladder_runs_from_1_to_max_temperature():
 
 
 def test_a_recipe_trains_with_it(tmp_path):
-    from ebmkit.loop import Trainer
-    from ebmkit.recipe import validate
-    from ebmkit.run import setup
+    from ebmkit._engine.loop import Trainer
+    from ebmkit._recipes.recipe import validate
+    from ebmkit._engine.run import setup
     from tests.test_registry_smoke import TWO_D
 
     data = copy.deepcopy(TWO_D)

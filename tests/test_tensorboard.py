@@ -9,9 +9,9 @@ import sys
 import pytest
 import tomli_w
 
-from ebmkit.errors import EbmkitError
-from ebmkit.loop import train
-from ebmkit.recipe import validate
+from ebmkit._host.errors import EbmkitError
+from ebmkit._engine.loop import train
+from ebmkit._recipes.recipe import validate
 from tests.conftest import read_metrics
 
 pytest.importorskip("tensorboard")

@@ -11,9 +11,9 @@ import torch
 from rich.console import Console
 
 from ebmkit import hookimpl
-from ebmkit.errors import TrainingDiverged
-from ebmkit.recipe import load
-from ebmkit.loop import train
+from ebmkit._host.errors import TrainingDiverged
+from ebmkit._recipes.recipe import load
+from ebmkit._engine.loop import train
 from tests.conftest import RECIPES
 
 
@@ -48,7 +48,7 @@ def test_quickstart_loop_lowers_the_exact_kl(tmp_path, ebmkit_register):
     # The replay buffer's state comes back from the checkpoint and continues the same chains.
     from ebmkit_mcmc.replay import ReplayBuffer
 
-    from ebmkit.checkpoint import read_state
+    from ebmkit._engine.checkpoint import read_state
 
     state = read_state(folder)["components"]["buffer"]
     assert int(state["size"]) == 10000 and int(state["offered"]) == 250 * 256

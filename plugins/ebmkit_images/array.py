@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from ebmkit import Conditioning, EbmkitError, did_you_mean, low_below_high
+from ebmkit import Conditioning, EbmkitError, did_you_mean_hint, low_below_high
 
 SAVED_WITH = {".npy": "np.save", ".npz": "np.savez", ".safetensors": "safetensors.numpy.save_file"}
 EXTENSIONS = tuple(SAVED_WITH)
@@ -99,8 +99,7 @@ class ArrayFile:
             raise EbmkitError(f"{self.path.resolve()} holds {len(names)} arrays ({listed}); set {what} in [data] "
                               f"to the one to read (without it, ebmkit reads the only array, or the one named {default!r})")
         if key not in names:
-            suggestion = did_you_mean(key, names)
-            hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+            hint = did_you_mean_hint(key, names)
             raise EbmkitError(f"{what} = {key!r}: {self.path.resolve()} has no array {key!r}{hint}\n arrays: {listed}")
         return key
 
@@ -238,8 +237,7 @@ class ArrayDataset(torch.utils.data.Dataset):
             name = other.choose(None, "labels", "y")
             return labels_from(other.read(name), f"in {other.where(name)}", count)
         names = source.names()
-        suggestion = did_you_mean(self.labels, names)
-        hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+        hint = did_you_mean_hint(self.labels, names)
         arrays = f"no array of {source.path.name} (arrays: {', '.join(names)}){hint}\n and " if names else ""
         raise EbmkitError(f"labels = {self.labels!r} names {arrays}no file of labels ({Path(self.labels).resolve()} is not "
                           f"a .npy, .npz or .safetensors file that exists); set labels to an array of the same file, "

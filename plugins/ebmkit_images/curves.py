@@ -6,7 +6,7 @@ import attrs
 
 from ebmkit import EvalContext
 
-#: legend names of the keys the training loop logs (ebmkit/loop.py)
+#: legend names of the keys the training loop logs (ebmkit/_engine/loop.py)
 _NAMES = {
     "e_pos": "E+ (data)",
     "e_neg": "E- (samples)",

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import attrs
 import torch
 
-from ebmkit import Conditioning, EbmkitError, did_you_mean
+from ebmkit import Conditioning, EbmkitError, did_you_mean_hint
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -182,8 +182,7 @@ def read_attributes(path: Path) -> tuple[list[str], dict[str, list[int]]]:
 def attribute_column(names: list[str], attribute: str) -> int:
     """The column of ``attribute`` among CelebA's attribute names; a wrong name says the closest one."""
     if attribute not in names:
-        suggestion = did_you_mean(attribute, names)
-        hint = f" - did you mean {suggestion!r}?" if suggestion else ""
+        hint = did_you_mean_hint(attribute, names)
         raise EbmkitError(f"CelebA has no attribute {attribute!r}{hint}\n attributes: {', '.join(names)}")
     return names.index(attribute)
 

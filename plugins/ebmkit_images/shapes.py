@@ -13,7 +13,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ebmkit import Conditioning, EbmkitError, did_you_mean
+from ebmkit import Conditioning, EbmkitError, did_you_mean_hint
 
 SHAPES = ("circle", "square", "triangle")
 COLORS = ((0.9, 0.15, 0.15), (0.15, 0.8, 0.2), (0.2, 0.35, 0.95), (0.95, 0.85, 0.1), (0.85, 0.2, 0.85), (0.1, 0.85, 0.9))
@@ -54,12 +54,10 @@ def _combinations(instance, attribute, value) -> None:
             raise ValueError(f"{attribute.name}[{i}] must be a table of attribute = value, e.g. {{color = \"red\", shape = \"circle\"}}")
         for key, name in combination.items():
             if key not in ATTRIBUTES:
-                hint = did_you_mean(key, ATTRIBUTES)
-                raise ValueError(f"{attribute.name}[{i}]: shapes has no attribute {key!r}" + (f" - did you mean {hint!r}?" if hint else "")
+                raise ValueError(f"{attribute.name}[{i}]: shapes has no attribute {key!r}{did_you_mean_hint(key, ATTRIBUTES)}"
                                  + f"; attributes: {', '.join(ATTRIBUTES)}")
             if name not in ATTRIBUTES[key]:
-                hint = did_you_mean(str(name), ATTRIBUTES[key])
-                raise ValueError(f"{attribute.name}[{i}]: {key} has no value {name!r}" + (f" - did you mean {hint!r}?" if hint else "")
+                raise ValueError(f"{attribute.name}[{i}]: {key} has no value {name!r}{did_you_mean_hint(str(name), ATTRIBUTES[key])}"
                                  + f"; values: {', '.join(ATTRIBUTES[key])}")
 
 

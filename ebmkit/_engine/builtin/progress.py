@@ -1,0 +1,75 @@
+"""Shows a run on the console: a rich progress bar in a terminal, plain lines otherwise, and
+every evaluation's results."""
+
+from __future__ import annotations
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ebmkit._host.hookimpl import hookimpl
+from ebmkit._host.console import escape
+
+_bars: dict[int, tuple[Progress, int]] = {}
+
+
+@hookimpl
+def ebmkit_run_start(run):
+    progress = Progress(
+        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=run.console, disable=not run.live,
+    )
+    task = progress.add_task("train", total=run.recipe.train.steps, stats="", completed=run.state.step)
+    progress.start()
+    _bars[id(run)] = (progress, task)
+
+
+def show(run, text: str) -> None:
+    """Put ``text`` in the run's bar (what the loop is doing between updates, e.g. evaluating)."""
+    if id(run) in _bars:
+        progress, task = _bars[id(run)]
+        progress.update(task, stats=text)
+
+
+@hookimpl
+def ebmkit_step_end(run, step):
+    if id(run) in _bars:
+        progress, task = _bars[id(run)]
+        progress.update(task, completed=step)
+
+
+@hookimpl
+def ebmkit_log_metrics(run, step, metrics):
+    if "loss" in metrics:  # a training row
+        stats = f"loss {metrics['loss']:+.3f}  E+ {metrics['e_pos']:+.3f}"
+        stats += f"  E- {metrics['e_neg']:+.3f}" if "e_neg" in metrics else ""
+        stats += f"  {metrics['steps_per_s']:.1f} it/s" if "steps_per_s" in metrics else ""
+        if id(run) in _bars:
+            progress, task = _bars[id(run)]
+            progress.update(task, stats=stats)
+        if not run.live:
+            run.console.print(f"step {step}/{run.recipe.train.steps}  {stats}")
+        return
+    groups: dict[str, list[str]] = {}
+    texts: list[str] = []
+    for key, value in metrics.items():
+        if "/" in key:
+            name, metric = key.split("/", 1)
+            if isinstance(value, str):  # a protocol line, shown whole under the numbers
+                texts.append(f"  {escape(name)} {escape(metric)}: {escape(value)}")
+            else:
+                groups.setdefault(name, []).append(f"{metric} {value:.4g}")
+    for name, shown in groups.items():
+        run.console.print(f"[bold]step {step}[/] {name}: {', '.join(shown)}")
+    for text in texts:
+        run.console.print(text, soft_wrap=True)
+
+
+@hookimpl
+def ebmkit_event(run, event):
+    run.console.print(f"[yellow]{escape(event['event'])}:[/] {escape(event.get('message', ''))}", soft_wrap=True)
+
+
+@hookimpl
+def ebmkit_run_end(run):
+    progress, _ = _bars.pop(id(run), (None, None))
+    if progress is not None:
+        progress.stop()
