@@ -11,6 +11,7 @@ import safetensors.torch
 import torch
 
 import ebmkit
+from ebmkit import hookimpl
 from ebmkit._engine.checkpoint import PluginVersionWarning
 from ebmkit._host.protocols import scale_energies
 from ebmkit._engine.loop import Trainer, train
@@ -217,3 +218,43 @@ def test_ema_is_the_exponential_moving_average():
     torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 0.9 * 1.0 + 0.1 * 3.0))
     ema.update(module)
     torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 0.9 * 1.2 + 0.1 * 3.0))
+
+
+class StepsSeen:
+    """A plugin object registered for one run: it sees that run's logged steps and its end."""
+
+    def __init__(self, run):
+        self.run, self.steps, self.ended = run, [], False
+
+    @hookimpl
+    def ebmkit_log_metrics(self, step, metrics):
+        if "loss" in metrics:
+            self.steps.append(step)
+
+    @hookimpl
+    def ebmkit_run_end(self):
+        self.ended = True
+
+
+class RegistersPerRun:
+    def __init__(self):
+        self.objects = []
+
+    @hookimpl
+    def ebmkit_run_start(self, run):
+        seen = StepsSeen(run)
+        run.register(seen, "steps-seen")
+        assert run.plugin("steps-seen") is seen
+        self.objects.append(seen)
+
+
+def test_a_plugin_object_registered_for_a_run_sees_that_run_alone_and_leaves_with_it(tmp_path, ebmkit_register):
+    plugin = RegistersPerRun()
+    registries = ebmkit_register(plugin, "registers_per_run")
+    for name, steps in (("first", 4), ("second", 2)):
+        recipe = load(RECIPES / "quickstart.toml", [f"train.steps={steps}", "train.log_every=1", "evaluators=[]"], registries)
+        train(recipe, tmp_path / name, live=False, registries=registries)
+    first, second = plugin.objects
+    assert first.steps == [1, 2, 3, 4] and second.steps == [1, 2]  # each saw its own run only
+    assert first.ended and second.ended
+    assert not any(isinstance(p, StepsSeen) for p in registries.pm.get_plugins())  # unregistered at the end

@@ -129,19 +129,22 @@ def test_a_rollback_replaces_what_was_logged_after_the_restored_step(tmp_path):
 
     import ebmkit_tensorboard as plugin
 
+    registered = {}
     run = SimpleNamespace(
         out_dir=tmp_path, recipe=SimpleNamespace(run=SimpleNamespace(tensorboard=True)),
         state=SimpleNamespace(step=0), resumed=False, console=None,
+        register=lambda obj, name: registered.setdefault(name, obj),
     )
     plugin.ebmkit_run_start(run)
+    logger = registered["tensorboard"]  # the run's writer, registered for the run
     for step in (1, 2, 3):
-        plugin.ebmkit_log_metrics(run, step, {"loss": float(step)})
+        logger.ebmkit_log_metrics(step, {"loss": float(step)})
     run.state.step = 1
-    plugin.ebmkit_checkpoint_load(run)
-    plugin.ebmkit_event(run, 1, {"event": "rollback", "message": "rolled back to step 1"})
+    logger.ebmkit_checkpoint_load(run)
+    logger.ebmkit_event(1, {"event": "rollback", "message": "rolled back to step 1"})
     for step in (2, 3):
-        plugin.ebmkit_log_metrics(run, step, {"loss": -float(step)})
-    plugin.ebmkit_run_end(run)
+        logger.ebmkit_log_metrics(step, {"loss": -float(step)})
+    logger.ebmkit_run_end()
     acc = accumulate(tmp_path)
     assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(1, 1.0), (2, -2.0), (3, -3.0)]
     assert [e.step for e in acc.Tensors("events/rollback/text_summary")] == [1]

@@ -105,7 +105,10 @@ class Trainer:
             error = exc
             raise
         finally:
-            run.hook.ebmkit_run_end(run=run, error=error)
+            try:
+                run.hook.ebmkit_run_end(run=run, error=error)
+            finally:
+                run.unregister_plugins()
         return RunResult(run.out_dir, dict(run.latest))
 
     def train_to_end(self) -> None:

@@ -68,6 +68,29 @@ class Run:
     lock: Any = None
     #: this process's place in a data-parallel run (rank 0 of 1 when not distributed)
     world: World = attrs.field(factory=World)
+    #: the plugin manager whose hooks the run calls (``hook``); None for a run built by hand
+    plugin_manager: Any = None
+    _plugins: dict[str, object] = attrs.field(factory=dict, repr=False, init=False)
+
+    def register(self, plugin: object, name: str) -> None:
+        """Register a plugin object for the rest of this run: its lifecycle hooks are called
+        like any plugin's until the run ends, when it is unregistered. This is where a plugin
+        keeps what it holds for one run (a progress bar, a writer), as a pytest plugin
+        registers an object for its session. ``name`` finds it again (:meth:`plugin`)."""
+        if self.plugin_manager is None:
+            raise EbmkitError("this run has no plugin manager to register a plugin with")
+        self.plugin_manager.register(plugin, name=f"{name}@run{id(self):x}")
+        self._plugins[name] = plugin
+
+    def plugin(self, name: str) -> object | None:
+        """The plugin object registered for this run under ``name``, or None."""
+        return self._plugins.get(name)
+
+    def unregister_plugins(self) -> None:
+        """Unregister every plugin object registered for this run (the loop does, when it ends)."""
+        for plugin in self._plugins.values():
+            self.plugin_manager.unregister(plugin)
+        self._plugins.clear()
 
     def event(self, step: int, event: dict[str, Any]) -> None:
         """Record an event (``{"event": name, "message": text, ...}``): every ``ebmkit_event`` gets it."""
@@ -171,7 +194,8 @@ def setup(
     state = _initial_state(recipe, components, world)
     hook = MainRankHooks(registries.pm.hook, world) if world.distributed else registries.pm.hook
     run = Run(recipe, out_dir, components, state, device, energy, hook, console,
-              console.is_terminal if live is None else live, threads, lock=lock, world=world)
+              console.is_terminal if live is None else live, threads, lock=lock, world=world,
+              plugin_manager=registries.pm)
     run.model = run.hook.ebmkit_wrap_energy(run=run, energy=model) or model
     if not resume and world.is_main:  # a resumed run rewrites them once its checkpoint is restored
         write_run_files(run)

@@ -1,7 +1,8 @@
 """One TensorBoard writer per run: scalars, event texts, and the run folder's PNGs as images.
 
-Writers are kept per run (by the run object's id, from run start to run end, as the console's
-progress bar is), so two runs in one process never share one.
+Each run's writer is a plugin object registered for that run (``run.register``, at run start;
+unregistered at its end, as the console's progress bar is), so two runs in one process never
+share one.
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ebmkit import EbmkitError
+from ebmkit import EbmkitError, hookimpl
 
 #: The subfolder of the run folder that holds the event files.
 FOLDER = "tensorboard"
 
 #: ``samples_step0000100.png`` -> tag ``samples`` at step 100: one image series per evaluator output.
 _STEPPED = re.compile(r"^(?P<tag>.+)_step(?P<step>\d+)$")
-
-_loggers: dict[int, RunLogger] = {}
-
 
 def summary_writer_class() -> type:
     """torch's SummaryWriter, or a clear error when the tensorboard package is missing."""
@@ -44,7 +42,8 @@ def image_tag_and_step(path: Path, step: int) -> tuple[str, int]:
 
 
 class RunLogger:
-    """The writer of one run, and the PNGs of its folder already seen (by modification time and size)."""
+    """The writer of one run, and the PNGs of its folder already seen (by modification time and
+    size); registered for the run, it takes the run's lifecycle hooks."""
 
     def __init__(self, run: Any, purge_step: int | None):
         self.run = run
@@ -102,6 +101,37 @@ class RunLogger:
         self.new_images(self.run.state.step)  # anything written after the last evaluation
         self.writer.close()
 
+    @hookimpl
+    def ebmkit_log_metrics(self, step, metrics):
+        self.scalars(step, metrics)
+
+    @hookimpl
+    def ebmkit_event(self, step, event):
+        self.text(step, event)
+
+    @hookimpl(wrapper=True)
+    def ebmkit_evaluate(self, step):
+        """After the evaluators ran, log the PNGs they wrote: evaluators have no image hook."""
+        results = yield
+        self.new_images(step)
+        return results
+
+    @hookimpl
+    def ebmkit_checkpoint_save(self):
+        """Flush what was logged up to this step before the checkpoint that follows it lands."""
+        self.flush()
+
+    @hookimpl
+    def ebmkit_checkpoint_load(self, run):
+        """A rollback: hide what was logged after the restored step. (A resumed run is handled
+        when its writer opens, at run start, which comes after this hook.)"""
+        self.restart(purge_step=run.state.step + 1)
+
+    @hookimpl
+    def ebmkit_run_end(self):
+        """Log the last new images, flush and close the writer."""
+        self.close()
+
 
 def open_for(run: Any) -> RunLogger:
     """Open the run's writer. When the folder already has event files (a resumed run), the
@@ -111,17 +141,4 @@ def open_for(run: Any) -> RunLogger:
     purge_step = None
     if any(log_dir.glob("events.out.tfevents.*")):
         purge_step = run.state.step + 1 if run.resumed else 0
-    logger = _loggers[id(run)] = RunLogger(run, purge_step)
-    return logger
-
-
-def opened(run: Any) -> RunLogger | None:
-    """The run's logger, or None when TensorBoard is off for it."""
-    return _loggers.get(id(run))
-
-
-def close(run: Any) -> None:
-    """Log the last new images, flush and close the run's writer (if it has one)."""
-    logger = _loggers.pop(id(run), None)
-    if logger is not None:
-        logger.close()
+    return RunLogger(run, purge_step)

@@ -5,35 +5,46 @@ from __future__ import annotations
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ebmkit._host.hookimpl import hookimpl
 from ebmkit._host.console import escape
+from ebmkit._host.hookimpl import hookimpl
 
-_bars: dict[int, tuple[Progress, int]] = {}
+#: The name the progress bar is registered under for its run.
+NAME = "progress"
 
 
-@hookimpl
-def ebmkit_run_start(run):
-    progress = Progress(
-        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=run.console, disable=not run.live,
-    )
-    task = progress.add_task("train", total=run.recipe.train.steps, stats="", completed=run.state.step)
-    progress.start()
-    _bars[id(run)] = (progress, task)
+class ProgressBar:
+    """The bar of one run: registered for the run at its start, unregistered at its end."""
+
+    def __init__(self, run):
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=run.console, disable=not run.live,
+        )
+        self.task = self.progress.add_task("train", total=run.recipe.train.steps, stats="", completed=run.state.step)
+        self.progress.start()
+
+    def show(self, text: str) -> None:
+        self.progress.update(self.task, stats=text)
+
+    @hookimpl
+    def ebmkit_step_end(self, step):
+        self.progress.update(self.task, completed=step)
+
+    @hookimpl
+    def ebmkit_run_end(self):
+        self.progress.stop()
 
 
 def show(run, text: str) -> None:
     """Put ``text`` in the run's bar (what the loop is doing between updates, e.g. evaluating)."""
-    if id(run) in _bars:
-        progress, task = _bars[id(run)]
-        progress.update(task, stats=text)
+    bar = run.plugin(NAME)
+    if bar is not None:
+        bar.show(text)
 
 
 @hookimpl
-def ebmkit_step_end(run, step):
-    if id(run) in _bars:
-        progress, task = _bars[id(run)]
-        progress.update(task, completed=step)
+def ebmkit_run_start(run):
+    run.register(ProgressBar(run), NAME)
 
 
 @hookimpl
@@ -42,9 +53,7 @@ def ebmkit_log_metrics(run, step, metrics):
         stats = f"loss {metrics['loss']:+.3f}  E+ {metrics['e_pos']:+.3f}"
         stats += f"  E- {metrics['e_neg']:+.3f}" if "e_neg" in metrics else ""
         stats += f"  {metrics['steps_per_s']:.1f} it/s" if "steps_per_s" in metrics else ""
-        if id(run) in _bars:
-            progress, task = _bars[id(run)]
-            progress.update(task, stats=stats)
+        show(run, stats)
         if not run.live:
             run.console.print(f"step {step}/{run.recipe.train.steps}  {stats}")
         return
@@ -66,10 +75,3 @@ def ebmkit_log_metrics(run, step, metrics):
 @hookimpl
 def ebmkit_event(run, event):
     run.console.print(f"[yellow]{escape(event['event'])}:[/] {escape(event.get('message', ''))}", soft_wrap=True)
-
-
-@hookimpl
-def ebmkit_run_end(run):
-    progress, _ = _bars.pop(id(run), (None, None))
-    if progress is not None:
-        progress.stop()
