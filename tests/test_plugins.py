@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import ebmkit
 from ebmkit._engine.loop import train
 from ebmkit._recipes.recipe import load as load_recipe
 from tests.conftest import RECIPES, make_distribution, plugin_env
@@ -278,3 +279,52 @@ def test_hooks_lists_every_hook_and_shows_one(run_cli):
     assert one.exit_code == 0 and "ebmkit.Loss" in one.output
     wrong = run_cli("hooks", "register_lossez")
     assert wrong.exit_code == 2 and "did you mean 'ebmkit_register_losses'" in wrong.output
+
+
+class DeclaresRunSettings:
+    """A plugin that reads two [run] settings of its own."""
+
+    def __init__(self, name="sound"):
+        self.name = name
+
+    @ebmkit.hookimpl
+    def ebmkit_run_settings(self):
+        return {self.name: ebmkit.Key(bool, False, doc="beep when the run ends"),
+                f"{self.name}_volume": ebmkit.Key(int, 3, minimum=0, doc="how loud")}
+
+
+def test_a_plugin_declares_its_own_run_settings_and_recipes_check_them(ebmkit_register):
+    from ebmkit._recipes.reference import recipe_reference
+
+    registries = ebmkit_register(DeclaresRunSettings(), "declares_run_settings")
+    recipe = load_recipe(RECIPES / "quickstart.toml", ["run.sound=true"], registries)
+    assert recipe.run_setting("sound") is True and recipe.run_setting("sound_volume") == 3  # the default filled in
+    assert recipe.resolved()["run"]["sound_volume"] == 3 and not hasattr(recipe.run, "sound")
+    with pytest.raises(ebmkit.RecipeError, match=r"\[run\]\.sound_volume: must be at least 0"):
+        load_recipe(RECIPES / "quickstart.toml", ["run.sound_volume=-1"], registries)
+    with pytest.raises(ebmkit.RecipeError, match=r"\[run\]\.sound"):
+        load_recipe(RECIPES / "quickstart.toml", ["run.sound='loud'"], registries)
+    with pytest.raises(ebmkit.RecipeError, match="soundz"):  # an undeclared key is still unknown
+        load_recipe(RECIPES / "quickstart.toml", ["run.soundz=true"], registries)
+    with pytest.raises(ebmkit.EbmkitError, match="no setting 'volume'"):
+        recipe.run_setting("volume")
+    assert "`sound_volume` | int | `3` (plugin `declares_run_settings`: how loud)" in recipe_reference(registries)
+
+
+def test_a_run_setting_two_plugins_declare_leaves_the_second_out(ebmkit_register):
+    ebmkit_register(DeclaresRunSettings(), "first_sound")
+    registries = ebmkit_register(DeclaresRunSettings(), "second_sound")
+    declared_by = {plugin for _, plugin in registries.run_settings.values()}
+    assert len(declared_by & {"first_sound", "second_sound"}) == 1
+    failed = [name for name in ("first_sound", "second_sound") if name in registries.failures]
+    assert len(failed) == 1 and "[run].sound is declared by plugin" in registries.failures[failed[0]]
+
+
+def test_a_plugins_run_setting_may_change_when_a_run_resumes(tmp_path, ebmkit_register):
+    from ebmkit._engine.run import resume_recipe
+
+    registries = ebmkit_register(DeclaresRunSettings(), "declares_run_settings")
+    train(load_recipe(RECIPES / "quickstart.toml", ["train.steps=2", "evaluators=[]"], registries), tmp_path, live=False, registries=registries)
+    assert resume_recipe(tmp_path, ["run.sound_volume=9"], registries).run_setting("sound_volume") == 9
+    with pytest.raises(ebmkit.EbmkitError, match="cannot change run.seed"):
+        resume_recipe(tmp_path, ["run.seed=1"], registries)

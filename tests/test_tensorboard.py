@@ -131,7 +131,7 @@ def test_a_rollback_replaces_what_was_logged_after_the_restored_step(tmp_path):
 
     registered = {}
     run = SimpleNamespace(
-        out_dir=tmp_path, recipe=SimpleNamespace(run=SimpleNamespace(tensorboard=True)),
+        out_dir=tmp_path, recipe=SimpleNamespace(run_setting={"tensorboard": True}.get),
         state=SimpleNamespace(step=0), resumed=False, console=None,
         register=lambda obj, name: registered.setdefault(name, obj),
     )

@@ -297,10 +297,11 @@ def _first_source(recipe: Recipe, out_dir: Path) -> str:
 
 
 #: What ``--set`` may change when a run resumes: how long it trains, how often it logs, saves
-#: and evaluates, and where. Anything else would change the model, the data or the updates.
+#: and evaluates, and where; and the ``[run]`` settings plugins declare (``ebmkit_run_settings``).
+#: Anything else would change the model, the data or the updates.
 RESUMABLE = (
     "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.time_limit_s",
-    "train.eval_at_start", "train.on_divergence", "run.threads", "run.device", "run.name", "run.tensorboard", "evaluators",
+    "train.eval_at_start", "train.on_divergence", "run.threads", "run.device", "run.name", "evaluators",
 )
 
 
@@ -320,18 +321,19 @@ def resume_recipe(run_dir: str | Path, overrides: Sequence[str] = (), registries
     if not overrides:
         return saved
     changed = recipe_.load(folder / "recipe.toml", overrides, registries)
-    refused = [path for path in _differences(saved.resolved(), changed.resolved()) if not _resumable(path)]
+    plugins = tuple(f"run.{name}" for name in changed.plugin_settings)
+    refused = [path for path in _differences(saved.resolved(), changed.resolved()) if not _resumable(path, plugins)]
     if refused:
         raise EbmkitError(
             f"--set cannot change {', '.join(refused)} when resuming {run_dir}: the run would not continue as it "
-            f"was trained. A resumed run may change only {', '.join(RESUMABLE)}; start a new run (ebmkit run "
+            f"was trained. A resumed run may change only {', '.join(RESUMABLE + plugins)}; start a new run (ebmkit run "
             "RECIPE --out NEW_FOLDER) to train with other settings"
         )
     return changed
 
 
-def _resumable(path: str) -> bool:
-    return any(path == key or path.startswith((f"{key}.", f"{key}[")) for key in RESUMABLE)
+def _resumable(path: str, plugin_settings: tuple[str, ...] = ()) -> bool:
+    return any(path == key or path.startswith((f"{key}.", f"{key}[")) for key in RESUMABLE + plugin_settings)
 
 
 def _differences(a: Any, b: Any, path: str = "") -> list[str]:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
-from ebmkit._host.kinds import KINDS, Kind
+from ebmkit._host.kinds import KINDS, Key, Kind
 
 if TYPE_CHECKING:
     import torch
@@ -78,6 +78,20 @@ def ebmkit_register_commands(cli: Any) -> None:
     """Add commands to the ``ebmkit`` command-line interface.
 
     :param cli: the root ``click.Group``; call ``cli.command()`` or ``cli.add_command``.
+    """
+
+
+@hookspec
+def ebmkit_run_settings() -> dict[str, Key] | None:
+    """Declare the settings of ``[run]`` that this plugin reads, so that the core names none.
+
+    A recipe's ``[run]`` table then takes them beside ebmkit's own, each checked against its
+    :class:`ebmkit.Key` (type, default, minimum) and listed in the recipe reference. A run
+    reads them with ``run.recipe.run_setting(name)``. They are the plugin's, not the
+    training's: ``--set`` may change them when a run is resumed. A name that ebmkit or another
+    plugin already declares is refused.
+
+    :return: setting name -> its :class:`ebmkit.Key`, or None.
     """
 
 

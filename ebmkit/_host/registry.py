@@ -289,6 +289,18 @@ class Registry(Mapping[str, Entry]):
         ]
 
 
+def _run_setting_problems(declared: list[Any], taken: Mapping[str, tuple[Key, str]]) -> list[str]:
+    """What is wrong with the ``[run]`` settings a plugin declares: not a table of Keys, or a name
+    another plugin declares."""
+    problems = []
+    for settings in declared:
+        if not isinstance(settings, dict) or not all(isinstance(n, str) and isinstance(k, Key) for n, k in settings.items()):
+            problems.append(f"ebmkit_run_settings must return {{name: ebmkit.Key}}, got {settings!r}")
+            continue
+        problems += [f"[run].{name} is declared by plugin {taken[name][1]!r} too" for name in settings if name in taken]
+    return problems
+
+
 class Registries(Mapping[str, Registry]):
     """All registries, filled from a plugin manager.
 
@@ -302,6 +314,8 @@ class Registries(Mapping[str, Registry]):
         self.pm = pm
         self.failures: dict[str, str] = {info.name: info.error or "" for info in pm.failures}
         self._kinds = {kind.name: Registry(kind, self.failures) for kind in KINDS}
+        #: ``[run]`` settings the plugins declare (``ebmkit_run_settings``): name -> (Key, plugin)
+        self.run_settings: dict[str, tuple[Key, str]] = {}
         for plugin_name, plugin in pm.list_name_plugin():
             if plugin is not None:
                 self._collect(plugin_name, plugin)
@@ -315,10 +329,11 @@ class Registries(Mapping[str, Registry]):
                 registrar = Registrar(kind, plugin_name, distribution, version)
                 self.pm.subset_hook_caller(kind.hook, remove_plugins=others)(register=registrar)
                 staged += registrar.entries
+            settings = self.pm.subset_hook_caller("ebmkit_run_settings", remove_plugins=others)()
         except Exception as exc:  # a broken plugin must not take the others down
             self.failures[plugin_name] = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             return
-        problems = []
+        problems = _run_setting_problems(settings, self.run_settings)
         for index, entry in enumerate(staged):
             clash = self._kinds[entry.kind.name].conflict(entry) or next(
                 (e for e in staged[:index] if e.kind is entry.kind and {e.name, *e.aliases} & {entry.name, *entry.aliases}), None
@@ -333,6 +348,8 @@ class Registries(Mapping[str, Registry]):
             return
         for entry in staged:
             self._kinds[entry.kind.name].add(entry)
+        for declared in settings:
+            self.run_settings.update({name: (key, plugin_name) for name, key in (declared or {}).items()})
 
     def __getitem__(self, kind: str) -> Registry:
         return self._kinds[kind_named(kind).name]

@@ -45,9 +45,6 @@ class RunSettings:
     #: The number of data-parallel ranks the recipe was written for (the reference's GPUs);
     #: a run with another number is warned: its effective batch and its buffers differ.
     world_size: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
-    #: Also log scalars, sample grids and plots to TensorBoard (``pip install ebmkit[tensorboard]``),
-    #: in the run folder's ``tensorboard/``.
-    tensorboard: bool = False
     #: Fast paths (docs/performance.md), each off by default. ``torch.compile`` the energy
     #: (passes that are differentiated twice, such as improved CD's KL step, stay eager).
     compile: bool = False
@@ -126,6 +123,15 @@ class Recipe:
     run: RunSettings
     train: TrainSettings
     components: dict[str, list[ComponentSpec]]
+    #: The ``[run]`` settings that plugins declare (``ebmkit_run_settings``), defaults filled in.
+    plugin_settings: dict[str, Any] = attrs.field(factory=dict)
+
+    def run_setting(self, name: str) -> Any:
+        """A ``[run]`` setting that a plugin declared (``ebmkit_run_settings``)."""
+        try:
+            return self.plugin_settings[name]
+        except KeyError:
+            raise EbmkitError(f"[run] has no setting {name!r} that a loaded plugin declares{did_you_mean_hint(name, self.plugin_settings)}") from None
 
     def one(self, table: str) -> ComponentSpec | None:
         specs = self.components.get(table, [])
@@ -146,6 +152,7 @@ class Recipe:
         Values that TOML cannot hold (None, the default of optional parameters) are left out.
         """
         out: dict[str, Any] = {name: _toml_table(attrs.asdict(getattr(self, name))) for name in SETTINGS_TABLES}
+        out["run"].update(_toml_table(self.plugin_settings))
         for kind in COMPONENT_KINDS:
             specs = self.components.get(kind.table)
             if specs:
@@ -262,6 +269,28 @@ def _check_settings(cls: type, table: Any, where: str) -> tuple[Any, list[Recipe
     return (cls(**values) if values is not None else None), problems
 
 
+def _plugin_run_settings(table: Any, registries: Registries) -> tuple[Any, dict[str, Any], list[RecipeProblem]]:
+    """Split ``[run]`` into ebmkit's own settings and those the plugins declare, checking the
+    latter against their Keys (defaults filled in)."""
+    if not isinstance(table, dict):
+        return table, {}, []  # _check_settings says what is wrong
+    own, values, problems = dict(table), {}, []
+    core = set(attrs.fields_dict(RunSettings))
+    for name, (key, plugin) in registries.run_settings.items():
+        if name in core:
+            problems.append(RecipeProblem(f"[run].{name}", f"plugin {plugin!r} declares [run].{name}, which is ebmkit's own setting"))
+            continue
+        value = own.pop(name, key.default)
+        try:
+            values[name] = params_.coerce(value, key.type) if value is not None else None
+        except (TypeError, ValueError) as exc:
+            problems.append(RecipeProblem(f"[run].{name}", str(exc)))
+            continue
+        if key.minimum is not None and values[name] is not None and values[name] < key.minimum:
+            problems.append(RecipeProblem(f"[run].{name}", f"must be at least {key.minimum}, got {values[name]}"))
+    return own, values, problems
+
+
 def _check_tables(kind: Kind, raw: Any, registries: Registries) -> tuple[list[ComponentSpec], list[RecipeProblem]]:
     if kind.many and not isinstance(raw, list):
         return [], [RecipeProblem(kind.table, f"expected an array of tables {kind.recipe_table}")]
@@ -305,11 +334,13 @@ def validate(data: Mapping[str, Any], source: str = "<recipe>", registries: Regi
             problems.append(RecipeProblem(f"[{key}]", message + f"\n tables: {', '.join(ALL_TABLES)}"))
 
     settings: dict[str, Any] = {}
+    run_table, plugin_settings, found = _plugin_run_settings(data.get("run", {}), registries)
+    problems += found
     for table, cls in SETTINGS_TABLES.items():
         if table == "train" and "train" not in data:
             problems.append(RecipeProblem("[train]", "missing table [train] (at least 'steps')"))
             continue
-        settings[table], found = _check_settings(cls, data.get(table, {}), table)
+        settings[table], found = _check_settings(cls, run_table if table == "run" else data.get(table, {}), table)
         problems += found
 
     components: dict[str, list[ComponentSpec]] = {}
@@ -326,7 +357,7 @@ def validate(data: Mapping[str, Any], source: str = "<recipe>", registries: Regi
 
     if problems:
         raise RecipeError(source, problems)
-    return Recipe(source, dict(data), settings["run"], settings["train"], components)
+    return Recipe(source, dict(data), settings["run"], settings["train"], components, plugin_settings)
 
 
 def load(path: str | Path, overrides: Sequence[str] = (), registries: Registries | None = None) -> Recipe:

@@ -37,6 +37,9 @@ def recipe_reference(registries: Registries) -> str:
     """The reference as markdown, for the components ``registries`` holds."""
     lines = [HEADER, "## The runner's tables", ""]
     lines += _settings_table("[run]", RunSettings)
+    if registries.run_settings:
+        lines[-1:-1] = [f"| `{name}` | {_cell(params_.type_name(key.type))} | `{_cell(repr(key.default))}` (plugin `{plugin}`: "
+                        f"{_cell(key.doc)}) |" for name, (key, plugin) in sorted(registries.run_settings.items())]
     lines += _settings_table("[train]", TrainSettings)
     lines += _settings_table("[train.on_divergence]", DivergencePolicy)
     for kind in registries:

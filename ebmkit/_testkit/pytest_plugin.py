@@ -61,8 +61,7 @@ def ebmkit_register():
     """``ebmkit_register(plugin, name=None)``: the plugin object is registered until the test ends."""
     from contextlib import ExitStack
 
-    from ebmkit._host.installed import registered
-    from ebmkit._host.installed import default_registries
+    from ebmkit._host.installed import default_registries, registered
 
     with ExitStack() as stack:
 

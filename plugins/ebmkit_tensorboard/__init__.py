@@ -9,13 +9,19 @@ TensorBoard. See docs/tensorboard.md.
 
 from __future__ import annotations
 
-from ebmkit import hookimpl
+from ebmkit import Key, hookimpl
 from ebmkit_tensorboard.logger import open_for
+
+
+@hookimpl
+def ebmkit_run_settings():
+    return {"tensorboard": Key(bool, False, doc="also log scalars, sample grids and plots to TensorBoard "
+                                                "(pip install ebmkit[tensorboard]), in the run folder's tensorboard/")}
 
 
 @hookimpl
 def ebmkit_run_start(run):
     """Open the run's writer and register it for the run (it takes the run's other hooks);
     raises EbmkitError when the tensorboard package is missing."""
-    if run.recipe.run.tensorboard:
+    if run.recipe.run_setting("tensorboard"):
         run.register(open_for(run), "tensorboard")
