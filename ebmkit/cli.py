@@ -118,7 +118,7 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
         folder = Path(out_dir) if out_dir else default_out_dir(loaded)
         shown_console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
     try:
-        result = train(loaded, folder, console=console, registries=_registries(), resume=resume_dir is not None)
+        result = train(loaded, folder, console=console, resume=resume_dir is not None)
     except RunInterrupted as exc:
         shown_console.print(f"resume with: [bold]{escape(exc.resume_command)}[/]", soft_wrap=True)  # the event said the rest
         sys.exit(exc.exit_code)

@@ -258,3 +258,14 @@ def test_a_plugin_object_registered_for_a_run_sees_that_run_alone_and_leaves_wit
     assert first.steps == [1, 2, 3, 4] and second.steps == [1, 2]  # each saw its own run only
     assert first.ended and second.ended
     assert not any(isinstance(p, StepsSeen) for p in registries.pm.get_plugins())  # unregistered at the end
+
+
+def test_a_recipe_runs_with_the_registries_it_was_checked_against(tmp_path, ebmkit_register):
+    recipe = load(RECIPES / "quickstart.toml", ["train.steps=1", "evaluators=[]"])
+    plugin = RegistersPerRun()
+    other = ebmkit_register(plugin, "registers_per_run")  # new registries, with one plugin more
+    assert recipe.registries is not None and recipe.registries is not other
+    with pytest.raises(ebmkit.EbmkitError, match="checked against other plugins"):
+        train(recipe, tmp_path / "refused", live=False, registries=other)
+    train(recipe, tmp_path / "run", live=False)  # the registries it was checked with: without the plugin
+    assert plugin.objects == []

@@ -180,7 +180,7 @@ def setup(
     console = console or default_console
     if not world.is_main:
         console = Console(quiet=True)  # rank 0 speaks for the run
-    registries = registries or default_registries()
+    registries = registries_of(recipe, registries)
     components, threads = _build_components(recipe, device, world, console)
 
     lock = None
@@ -303,6 +303,17 @@ RESUMABLE = (
     "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.time_limit_s",
     "train.eval_at_start", "train.on_divergence", "run.threads", "run.device", "run.name", "evaluators",
 )
+
+
+def registries_of(recipe: Recipe, given: Registries | None = None) -> Registries:
+    """The registries a run of ``recipe`` uses: those it was checked against. Others given
+    too are refused, since the recipe's components were checked against the first."""
+    if recipe.registries is not None and given is not None and given is not recipe.registries:
+        raise EbmkitError(
+            "this recipe was checked against other plugins than the registries given to run it; load it again "
+            "with those registries (ebmkit.load_recipe(path, overrides, registries))"
+        )
+    return recipe.registries or given or default_registries()
 
 
 def resume_recipe(run_dir: str | Path, overrides: Sequence[str] = (), registries: Registries | None = None) -> Recipe:

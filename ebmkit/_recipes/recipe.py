@@ -125,6 +125,8 @@ class Recipe:
     components: dict[str, list[ComponentSpec]]
     #: The ``[run]`` settings that plugins declare (``ebmkit_run_settings``), defaults filled in.
     plugin_settings: dict[str, Any] = attrs.field(factory=dict)
+    #: The registries the recipe was checked against: a run builds and calls hooks with these.
+    registries: Registries | None = attrs.field(default=None, eq=False, repr=False)
 
     def run_setting(self, name: str) -> Any:
         """A ``[run]`` setting that a plugin declared (``ebmkit_run_settings``)."""
@@ -357,7 +359,7 @@ def validate(data: Mapping[str, Any], source: str = "<recipe>", registries: Regi
 
     if problems:
         raise RecipeError(source, problems)
-    return Recipe(source, dict(data), settings["run"], settings["train"], components, plugin_settings)
+    return Recipe(source, dict(data), settings["run"], settings["train"], components, plugin_settings, registries)
 
 
 def load(path: str | Path, overrides: Sequence[str] = (), registries: Registries | None = None) -> Recipe:
