@@ -269,3 +269,20 @@ def test_a_recipe_runs_with_the_registries_it_was_checked_against(tmp_path, ebmk
         train(recipe, tmp_path / "refused", live=False, registries=other)
     train(recipe, tmp_path / "run", live=False)  # the registries it was checked with: without the plugin
     assert plugin.objects == []
+
+
+def test_an_evaluator_sees_the_energy_in_eval_mode_and_leaves_each_module_as_it_was():
+    from types import SimpleNamespace
+
+    from ebmkit._engine.builtin.evaluation import run_evaluator
+
+    energy = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    energy[1].eval()  # a module kept in eval mode by its owner (a loaded model inside a composition)
+
+    class Modes:
+        def evaluate(self, ctx):
+            return {"training": float(any(m.training for m in ctx.energy.modules()))}
+
+    ctx = SimpleNamespace(energy=energy, device=torch.device("cpu"))
+    assert run_evaluator("modes", Modes(), ctx) == {"modes/training": 0.0}
+    assert [m.training for m in energy.modules()] == [True, True, False]

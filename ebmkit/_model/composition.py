@@ -145,6 +145,7 @@ def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, An
 def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, registries: Registries | None = None) -> dict[str, Any]:
     """Load the models, build the composed energy, draw the samples and write them to ``out_dir``:
     ``samples.png`` (a grid), ``samples.safetensors``, ``compose.json``, and what evaluators write."""
+    from ebmkit._engine.builtin.evaluation import run_evaluator
     from ebmkit._engine.checkpoint import run_folder_of
     from ebmkit._host.data import chain_starts
     from ebmkit._host.protocols import EvalContext
@@ -176,7 +177,9 @@ def compose(plan_: ComposePlan, out_dir: str | Path, *, console: Any = None, reg
     _write_samples(samples, out, settings.nrow)
     ctx = EvalContext(energy, dataset, sampler, noise, out, 0, device, None, samples=samples, requirement=requirement,
                       cache_dir=run_folder_of(folders[names[0]]) / "cache")
-    metrics = _evaluate(evaluators, ctx, device)
+    metrics: dict[str, float] = {}
+    for name, evaluator in evaluators:
+        metrics.update(run_evaluator(name, evaluator, ctx))
     record = {
         "expression": settings.expression,
         "energy": str(energy),
@@ -252,16 +255,6 @@ def _write_samples(samples: torch.Tensor, out: Path, nrow: int) -> None:
 
     save_image(samples.clamp(0, 1).cpu(), out / "samples.png", nrow=nrow)
     safetensors.torch.save_file({"samples": samples.cpu().contiguous()}, str(out / "samples.safetensors"))
-
-
-def _evaluate(evaluators: Sequence[tuple[str, Any]], ctx: Any, device: torch.device) -> dict[str, float]:
-    """Every evaluator's metrics, as ``<evaluator>/<metric>``; none of them moves the global RNG."""
-    metrics: dict[str, float] = {}
-    for name, evaluator in evaluators:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            found = checked.evaluate(evaluator, ctx)
-        metrics.update({f"{name}/{k}": v for k, v in found.items()})
-    return metrics
 
 
 def _dataset(recipe: Mapping[str, Any], registries: Registries) -> Any:

@@ -105,7 +105,7 @@ def _run(components: Any, energy: Any, run_dir: Path, step: int, ema: bool, cons
                           components.buffer, ema=ema)
         if console is not None:
             console.print(f"evaluating {placed.name} on step {step} of {run_dir}")
-        found = run_evaluator(placed, ctx, seed=step)
+        found = run_evaluator(placed.name, placed.component, ctx, seed=step)
         named = {k: (v if isinstance(v, str) else float(v)) for k, v in found.items()}
         (run_dir / f"eval_{placed.name}_step{step:07d}.json").write_text(json.dumps({"step": step, **named}, indent=1))
         metrics.update(named)
