@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ebmkit._host.console import console, escape, out
@@ -99,12 +98,12 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
     from ebmkit._engine.distributed import world_from_env
     from ebmkit._host.errors import RunInterrupted
     from ebmkit._engine.loop import train
-    from ebmkit._engine.run import default_out_dir, resume_recipe
+    from ebmkit._engine.run import console_for, default_out_dir, resume_recipe
 
-    world = world_from_env()
+    world = world_from_env()  # the one place a run from the command line reads it
     if nproc is not None and nproc > 1 and not world.distributed:
         sys.exit(_torchrun(nproc, recipe, overrides, out_dir, resume_dir))
-    shown_console = console if world.is_main else Console(quiet=True)
+    shown_console = console_for(world, console)
 
     if resume_dir is not None:
         if recipe is not None or out_dir is not None:
@@ -118,7 +117,7 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
         folder = Path(out_dir) if out_dir else default_out_dir(loaded)
         shown_console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
     try:
-        result = train(loaded, folder, console=console, resume=resume_dir is not None)
+        result = train(loaded, folder, console=shown_console, resume=resume_dir is not None, world=world)
     except RunInterrupted as exc:
         shown_console.print(f"resume with: [bold]{escape(exc.resume_command)}[/]", soft_wrap=True)  # the event said the rest
         sys.exit(exc.exit_code)

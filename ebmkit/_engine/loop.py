@@ -360,7 +360,7 @@ class Trainer:
 
 def train(
     recipe: Recipe, out_dir: Path, *, console: Any = None, live: bool | None = None, registries: Any = None,
-    resume: bool = False,
+    resume: bool = False, world: Any = None,
 ) -> RunResult:
     """Build every component of ``recipe``, train, evaluate, and fill ``out_dir``.
 
@@ -369,11 +369,13 @@ def train(
 
     :param resume: continue the run in ``out_dir`` from its latest checkpoint (from step 0
         when it has none yet); ``recipe`` is normally that folder's ``recipe.toml``.
+    :param world: this process's place in a data-parallel run (read from torchrun's
+        environment when not given).
     :raises RunInterrupted: on SIGINT or SIGTERM, after writing a checkpoint.
     """
     threads, run = torch.get_num_threads(), None
     try:
-        run = setup(recipe, out_dir, console=console, live=live, registries=registries, resume=resume)
+        run = setup(recipe, out_dir, console=console, live=live, registries=registries, resume=resume, world=world)
         if resume and resume_run(run):
             return RunResult(out_dir, {})
         return Trainer(run).fit()

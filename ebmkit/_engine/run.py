@@ -163,23 +163,29 @@ def holds_run(folder: Path) -> bool:
     return any((Path(folder) / name).exists() for name in RUN_FILES)
 
 
+def console_for(world: World, console: Console | None = None) -> Console:
+    """The console this process speaks to: ``console`` (or ebmkit's) on rank 0, which speaks
+    for the run, and a silent one on the other ranks."""
+    return (console or default_console) if world.is_main else Console(quiet=True)
+
+
 def setup(
     recipe: Recipe, out_dir: Path, *, console: Console | None = None, live: bool | None = None,
-    registries: Registries | None = None, resume: bool = False,
+    registries: Registries | None = None, resume: bool = False, world: World | None = None,
 ) -> Run:
     """Build every component, then create the run folder: a recipe that fails to build leaves no folder.
 
     :param resume: ``out_dir`` holds the run being resumed (its state is restored by the
         caller); without it, a folder that already holds a run is refused.
+    :param world: this process's place in a data-parallel run, when the caller already read it
+        (``ebmkit run`` does); otherwise read from torchrun's environment here.
 
     The caller restores the thread count (``torch.set_num_threads``) when the run ends.
     """
-    world = world_from_env()
+    world = world or world_from_env()
     device = _joined_device(recipe.run, world)
     out_dir = _free_folder(out_dir, world, resume)
-    console = console or default_console
-    if not world.is_main:
-        console = Console(quiet=True)  # rank 0 speaks for the run
+    console = console_for(world, console)
     registries = registries_of(recipe, registries)
     components, threads = _build_components(recipe, device, world, console)
 
