@@ -9,7 +9,8 @@ import torch
 
 from ebmkit import energy_and_grad
 from ebmkit._engine.checkpoint import list_checkpoints
-from ebmkit._engine.loop import Trainer, resume_run
+from ebmkit._engine.loop import Trainer
+from ebmkit._engine.run import resume_run
 from ebmkit._recipes.recipe import load
 from ebmkit._engine.run import setup
 from ebmkit._engine.speed import FastEnergy

@@ -3,7 +3,7 @@
 ::
 
     setup (ebmkit._engine.run.setup: build, threads, folder, state, ebmkit_wrap_energy)
-    resume: restore the latest checkpoint (ebmkit_checkpoint_load)
+    resume (ebmkit._engine.run.resume_run): restore the latest checkpoint (ebmkit_checkpoint_load)
     ebmkit_run_start
     evaluate "start" (not when resuming)
     repeat until [train].steps updates (or [train].time_limit_s of training):
@@ -40,11 +40,11 @@ import torch
 
 from ebmkit._host import checked
 from ebmkit._engine.checkpoint import check_finite_weights, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
-from ebmkit._engine.distributed import any_rank, average_gradients, barrier, mean_over_ranks
+from ebmkit._engine.distributed import any_rank, average_gradients, mean_over_ranks
 from ebmkit._host.errors import EbmkitError, RunInterrupted, TrainingDiverged
 from ebmkit._host.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
 from ebmkit._recipes.recipe import Recipe
-from ebmkit._engine.run import Run, read_metrics, setup, write_run_files
+from ebmkit._engine.run import Run, read_metrics, resume_run, setup
 from ebmkit._engine.speed import channels_last_if
 
 #: A rollback's new random seed: the run's seed plus this times the number of rollbacks.
@@ -383,33 +383,3 @@ def train(
         torch.set_num_threads(threads)
         if run is not None and run.lock is not None:
             run.lock.close()
-
-
-def resume_run(run: Run) -> bool:
-    """Restore the latest complete checkpoint of the run folder (none: start again from step 0).
-
-    :return: True when the run is already complete: nothing is left to do.
-    """
-    if run.world.is_main:
-        prune_checkpoints(run.out_dir, None)  # temporary folders a kill left behind
-    barrier(run.world)
-    found = list_checkpoints(run.out_dir)
-    latest = found[-1] if found else None
-    if latest is not None:
-        restore_checkpoint(run, latest)
-        run.resumed = True
-        run.console.print(f"resuming from step {run.state.step} ({latest})", soft_wrap=True)
-    else:
-        run.console.print(f"{run.out_dir} has no checkpoint yet: starting from step 0", soft_wrap=True)
-    settings, state = run.recipe.train, run.state
-    if state.step > settings.steps:
-        raise EbmkitError(f"{run.out_dir} is at step {state.step}, past [train].steps = {settings.steps}; give --set train.steps= a larger value")
-    if run.world.is_main:
-        write_run_files(run)
-    run.hook.ebmkit_checkpoint_load(run=run, folder=latest)
-    out_of_time = settings.time_limit_s is not None and state.train_seconds >= settings.time_limit_s
-    if latest is not None and (state.step == settings.steps or out_of_time):
-        limit = "--set train.steps=N" if not out_of_time else "a larger --set train.time_limit_s=SECONDS"
-        run.console.print(f"{run.out_dir} is complete ({state.step} updates); extend it with {limit}", soft_wrap=True)
-        return True
-    return False

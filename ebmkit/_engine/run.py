@@ -1,4 +1,6 @@
-"""A run: its setup (build, threads, folder, state) and what every lifecycle hook receives.
+"""A run's life before the loop: opening a new run (setup: build, threads, folder, state) or
+resuming one (the recipe a resume may change, the latest checkpoint restored), and the Run
+every lifecycle hook receives.
 
 A run folder holds ``recipe.toml`` (the recipe with every parameter written out, defaults
 included), ``run.json`` (each component's full record: name, parameters, plugin,
@@ -20,6 +22,7 @@ import torch
 from rich.console import Console
 
 from ebmkit._engine.atomic import write_text
+from ebmkit._engine.checkpoint import list_checkpoints, prune_checkpoints, restore_checkpoint
 from ebmkit._recipes.build import Components, build
 from ebmkit._host.console import console as default_console
 from ebmkit._host.console import escape
@@ -161,6 +164,36 @@ RUN_FILES = ("recipe.toml", "run.json", "metrics.jsonl", "checkpoints")
 
 def holds_run(folder: Path) -> bool:
     return any((Path(folder) / name).exists() for name in RUN_FILES)
+
+
+def resume_run(run: Run) -> bool:
+    """Restore the latest complete checkpoint of the run folder (none: start again from step 0).
+
+    :return: True when the run is already complete: nothing is left to do.
+    """
+    if run.world.is_main:
+        prune_checkpoints(run.out_dir, None)  # temporary folders a kill left behind
+    barrier(run.world)
+    found = list_checkpoints(run.out_dir)
+    latest = found[-1] if found else None
+    if latest is not None:
+        restore_checkpoint(run, latest)
+        run.resumed = True
+        run.console.print(f"resuming from step {run.state.step} ({latest})", soft_wrap=True)
+    else:
+        run.console.print(f"{run.out_dir} has no checkpoint yet: starting from step 0", soft_wrap=True)
+    settings, state = run.recipe.train, run.state
+    if state.step > settings.steps:
+        raise EbmkitError(f"{run.out_dir} is at step {state.step}, past [train].steps = {settings.steps}; give --set train.steps= a larger value")
+    if run.world.is_main:
+        write_run_files(run)
+    run.hook.ebmkit_checkpoint_load(run=run, folder=latest)
+    out_of_time = settings.time_limit_s is not None and state.train_seconds >= settings.time_limit_s
+    if latest is not None and (state.step == settings.steps or out_of_time):
+        limit = "--set train.steps=N" if not out_of_time else "a larger --set train.time_limit_s=SECONDS"
+        run.console.print(f"{run.out_dir} is complete ({state.step} updates); extend it with {limit}", soft_wrap=True)
+        return True
+    return False
 
 
 def console_for(world: World, console: Console | None = None) -> Console:
