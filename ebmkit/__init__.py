@@ -7,10 +7,10 @@ name in ``__all__`` is a promise kept across releases (CHANGELOG.md records each
 everything else in the package is internal and may move.
 """
 
-from ebmkit._host import checked
 from ebmkit import _deprecated
-from ebmkit._host.hookimpl import hookimpl
-from ebmkit._model.load import load
+from ebmkit._engine.loop import train
+from ebmkit._engine.run import Run, resume_recipe
+from ebmkit._host import checked
 from ebmkit._host.console import progress
 from ebmkit._host.data import stack_samples
 from ebmkit._host.energy import Energy, count_models, disjunction, eager, energy_and_grad
@@ -24,10 +24,11 @@ from ebmkit._host.errors import (
     did_you_mean,
     did_you_mean_hint,
 )
-from ebmkit._model.expression import compose
+from ebmkit._host.hookimpl import hookimpl
+from ebmkit._host.installed import create, list_components, registered
+from ebmkit._host.installed import default_registries as registries
 from ebmkit._host.kinds import Key
 from ebmkit._host.params import INFINITE_OK, Keyed, component, low_below_high
-from ebmkit._host.installed import registered
 from ebmkit._host.protocols import (
     Buffer,
     Conditioning,
@@ -50,13 +51,11 @@ from ebmkit._host.protocols import (
     unwrap,
 )
 from ebmkit._host.random import normal_like
-from ebmkit._recipes.recipe import load as load_recipe
 from ebmkit._host.registry import ComponentSpec
-from ebmkit._host.installed import create, list_components
-from ebmkit._host.installed import default_registries as registries
-from ebmkit._engine.run import Run, resume_recipe
+from ebmkit._model.expression import compose
+from ebmkit._model.load import load
 from ebmkit._model.sampling import sample
-from ebmkit._engine.loop import train
+from ebmkit._recipes.recipe import load as load_recipe
 
 __version__ = "0.2.0"
 
