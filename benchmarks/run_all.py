@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_mcmc  # noqa: E402
+import bench_small  # noqa: E402
 import bench_threads  # noqa: E402
 import bench_training  # noqa: E402
 from bench_training import build_trainer, ebmkit_iteration, floor_iteration  # noqa: E402
@@ -46,7 +47,7 @@ from ebmkit._recipes.recipe import load  # noqa: E402
 from ebmkit._engine.run import setup  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("sampler", "iteration", "memory", "scaling", "fast_paths", "torchebm", "augment", "compose", "threads")
+SECTIONS = ("sampler", "iteration", "memory", "scaling", "fast_paths", "torchebm", "augment", "compose", "threads", "small")
 
 
 def machine() -> dict:
@@ -230,6 +231,16 @@ def busy_core() -> Iterator[None]:
         busy.kill()
 
 
+def section_small(args) -> dict:
+    """Small models: ebmkit's update against the same arithmetic inline (benchmarks/bench_small.py), one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {"rows": bench_small.rows(args.rounds, 200, args.device)}
+    finally:
+        torch.set_num_threads(threads)
+
+
 def section_threads(args) -> dict:
     if args.device.type != "cpu":
         return {"skipped": "CPU only"}
@@ -379,6 +390,13 @@ def markdown(results: dict) -> str:
                   "|---|---|---|---|"]
         lines += [f"| {k} | {v['1 thread it/s']:.2f} | {v['2 threads it/s']:.2f} | {v['1 / 2 threads']:.2f} |"
                   for k, v in s["threads"].items() if isinstance(v, dict) and k != "run"] + [""]
+    if "small" in s:
+        lines += ["## Small models: the fixed cost of an update", "",
+                  "ebmkit's update against the same arithmetic written inline with bare torch (benchmarks/bench_small.py: "
+                  "the quickstart update, the chain sampler's Langevin steps on its MLP at batch 256, an RBM CD-1 update of "
+                  "recipes/rbm_shapes_cd1.toml at batch 10 and 100), one thread, the median of the rounds; scikit-learn's "
+                  "BernoulliRBM (numpy, its own gradient) beside the RBM row as an outside anchor." + measured(s["small"]), "",
+                  bench_small.markdown(s["small"]["rows"]), ""]
     if not any(section.get("run", {}).get("device", "cpu").startswith("cuda") for section in s.values()):
         lines += ["## GPU", "", "No GPU in this run. `python benchmarks/run_all.py --device cuda` on a CUDA machine fills the "
                   "fast-path table with bf16 autocast, CUDA graphs and torch.compile at batch 128.", ""]
