@@ -142,16 +142,16 @@ def recipe_with(kind_name: str, name: str) -> dict:
     return data
 
 
-@pytest.mark.parametrize("key", sorted(SMOKE), ids=lambda k: f"{k[0]}-{k[1]}")
-def test_component_trains_two_updates(key, tmp_path):
-    recipe = validate(recipe_with(*key), f"smoke {key}")
-    run = setup(recipe, tmp_path, live=False)
+def trains_two_updates(key, recipe, folder):
+    """Train ``recipe`` (two updates) in ``folder`` and check what two updates of the component must do."""
+    run = setup(recipe, folder, live=False)
     before = [p.detach().clone() for p in run.state.energy.parameters()]
     threads = torch.get_num_threads()
     try:
         result = Trainer(run).fit()
     finally:
         torch.set_num_threads(threads)
+        run.lock.close()
     assert result.metrics["updates"] == 2 and math.isfinite(result.metrics["loss"])
     moved = [not torch.equal(a, b) for a, b in zip(before, run.state.energy.parameters(), strict=True)]
     assert any(moved), "two updates left every parameter where it was"
@@ -160,7 +160,7 @@ def test_component_trains_two_updates(key, tmp_path):
     if key[0] == "losses":
         assert f"loss/{key[1]}" in result.metrics
     if key[0] == "evaluators":  # curves only plots
-        assert any(k.startswith(f"{key[1]}/") for k in result.metrics) or (tmp_path / "curves.png").exists()
+        assert any(k.startswith(f"{key[1]}/") for k in result.metrics) or (folder / "curves.png").exists()
     for where, component in run.state.components.items():  # stateful components give their state back
         state = component.state_dict()
         component.load_state_dict(copy.deepcopy(state))
@@ -171,8 +171,10 @@ def test_component_trains_two_updates(key, tmp_path):
 
 
 @pytest.mark.parametrize("key", sorted(SMOKE), ids=lambda k: f"{k[0]}-{k[1]}")
-def test_component_resumes_exactly(key, tmp_path):
-    """Two updates in one go, or one, a checkpoint, and one more after a resume: the same bits.
+def test_component_trains_two_updates_and_resumes_exactly(key, tmp_path):
+    """Two updates move the weights, with a finite loss, the component built and its state given
+    back; and two updates in one go, or one, a checkpoint, and one more after a resume, give the
+    same bits.
 
     A component that keeps state outside its ``state_dict`` (a counter, a generator, a cache)
     fails here.
@@ -187,7 +189,7 @@ def test_component_resumes_exactly(key, tmp_path):
 
     data = recipe_with(*key)
     data["train"] = {**data["train"], "steps": 2, "checkpoint_every": 1}
-    train(validate(data, "whole"), tmp_path / "whole", live=False)
+    trains_two_updates(key, validate(data, "whole"), tmp_path / "whole")
     train(validate({**data, "train": {**data["train"], "steps": 1}}, "half"), tmp_path / "half", live=False)
     train(resume_recipe(tmp_path / "half", ["train.steps=2"]), tmp_path / "half", live=False, resume=True)
 

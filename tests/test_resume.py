@@ -158,7 +158,7 @@ def test_a_run_killed_at_random_moments_and_resumed_ends_bitwise_identical(tmp_p
     assert whole.wait(timeout=120) == 0, whole.stderr.read()
 
     folder, rng = tmp_path / "killed", random.Random(0)
-    moments = ["random"] * 3 + ["while writing a checkpoint"]
+    moments = ["random"] * 2 + ["while writing a checkpoint"]
     rng.shuffle(moments)
     killed = {"random": 0, "while writing a checkpoint": 0}
     command = ["run", str(recipe), "--out", str(folder)]
@@ -183,7 +183,7 @@ def test_a_run_killed_at_random_moments_and_resumed_ends_bitwise_identical(tmp_p
             read_state(checkpoint)
         if code == 0:
             break
-    assert killed["random"] >= 2 and killed["while writing a checkpoint"] == 1, killed
+    assert killed["random"] >= 1 and killed["while writing a checkpoint"] == 1, killed
     final = _ebmkit(*command, env=env)
     assert final.wait(timeout=120) == 0, final.stderr.read()
 
