@@ -289,6 +289,24 @@ class Registry(Mapping[str, Entry]):
         ]
 
 
+def check_keys(table: dict[str, Any], keys: Mapping[str, Key], where: str) -> tuple[dict[str, Any], list[RecipeProblem]]:
+    """Take each of ``keys`` out of ``table`` (its default when absent), checked against its
+    :class:`Key`: the keys a component's table holds for the run, and the ``[run]`` settings
+    plugins declare. Returns the values and every problem, at ``<where>.<key>``."""
+    values: dict[str, Any] = {}
+    problems: list[RecipeProblem] = []
+    for key, spec in keys.items():
+        value = table.pop(key, spec.default)
+        try:
+            values[key] = params_.coerce(value, spec.type)
+        except (TypeError, ValueError) as exc:
+            problems.append(RecipeProblem(f"{where}.{key}", str(exc)))
+            continue
+        if spec.minimum is not None and values[key] < spec.minimum:
+            problems.append(RecipeProblem(f"{where}.{key}", f"must be at least {spec.minimum}, got {values[key]}"))
+    return values, problems
+
+
 def _run_setting_problems(declared: list[Any], taken: Mapping[str, tuple[Key, str]]) -> list[str]:
     """What is wrong with the ``[run]`` settings a plugin declares: not a table of Keys, or a name
     another plugin declares."""
@@ -392,17 +410,7 @@ class Registries(Mapping[str, Registry]):
             entry = registry[name]
         except UnknownComponentError as exc:
             return None, [RecipeProblem(f"{where}.name", str(exc))]
-        problems: list[RecipeProblem] = []
-        found_keys: dict[str, Any] = {}
-        for key, spec in (keys if keys is not None else kind.keys).items():
-            value = table.pop(key, spec.default)
-            try:
-                found_keys[key] = params_.coerce(value, spec.type)
-            except (TypeError, ValueError) as exc:
-                problems.append(RecipeProblem(f"{where}.{key}", str(exc)))
-                continue
-            if spec.minimum is not None and found_keys[key] < spec.minimum:
-                problems.append(RecipeProblem(f"{where}.{key}", f"must be at least {spec.minimum}, got {found_keys[key]}"))
+        found_keys, problems = check_keys(table, keys if keys is not None else kind.keys, where)
         values, found = entry.check(table, where, self.resolver())
         problems += found
         if problems:

@@ -26,7 +26,7 @@ import attrs
 from ebmkit._host import params as params_
 from ebmkit._host.errors import EbmkitError, RecipeError, RecipeProblem, did_you_mean_hint
 from ebmkit._host.kinds import KINDS, Kind
-from ebmkit._host.registry import ComponentSpec, Registries, table_of
+from ebmkit._host.registry import ComponentSpec, Registries, check_keys, table_of
 from ebmkit._host.installed import default_registries
 
 
@@ -276,21 +276,15 @@ def _plugin_run_settings(table: Any, registries: Registries) -> tuple[Any, dict[
     latter against their Keys (defaults filled in)."""
     if not isinstance(table, dict):
         return table, {}, []  # _check_settings says what is wrong
-    own, values, problems = dict(table), {}, []
-    core = set(attrs.fields_dict(RunSettings))
+    own, core, problems = dict(table), set(attrs.fields_dict(RunSettings)), []
+    declared = {}
     for name, (key, plugin) in registries.run_settings.items():
         if name in core:
             problems.append(RecipeProblem(f"[run].{name}", f"plugin {plugin!r} declares [run].{name}, which is ebmkit's own setting"))
-            continue
-        value = own.pop(name, key.default)
-        try:
-            values[name] = params_.coerce(value, key.type) if value is not None else None
-        except (TypeError, ValueError) as exc:
-            problems.append(RecipeProblem(f"[run].{name}", str(exc)))
-            continue
-        if key.minimum is not None and values[name] is not None and values[name] < key.minimum:
-            problems.append(RecipeProblem(f"[run].{name}", f"must be at least {key.minimum}, got {values[name]}"))
-    return own, values, problems
+        else:
+            declared[name] = key
+    values, found = check_keys(own, declared, "[run]")
+    return own, values, problems + found
 
 
 def _check_tables(kind: Kind, raw: Any, registries: Registries) -> tuple[list[ComponentSpec], list[RecipeProblem]]:
