@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import interleaved  # noqa: E402
 
+from ebmkit import stack_samples  # noqa: E402
 from ebmkit._engine.loop import Trainer  # noqa: E402
 from ebmkit._engine.run import setup  # noqa: E402
 from ebmkit._recipes.recipe import load  # noqa: E402
@@ -65,7 +66,7 @@ def quickstart_bare(trainer: Trainer) -> Callable[[], None]:
     energy = copy.deepcopy(trainer.run.state.energy)
     ema = copy.deepcopy(energy).requires_grad_(False)
     device = trainer.run.device
-    data = torch.stack([trainer.run.components.dataset[i] for i in range(4096)]).to(device)
+    data = stack_samples(trainer.run.components.dataset, range(4096))[0].to(device)
     low, high = -4.0, 4.0
     buffer = low + (high - low) * torch.rand(10_000, 2, device=device)
     optimizer = torch.optim.Adam(energy.parameters(), lr=2e-3, betas=(0.0, 0.999))
@@ -117,9 +118,7 @@ def rbm_bare(trainer: Trainer) -> Callable[[], None]:
 
     rbm = copy.deepcopy(trainer.run.state.energy)
     device, batch = trainer.run.device, trainer.run.recipe.train.batch_size
-    dataset = trainer.run.components.dataset
-    data = torch.stack([dataset[i][0] if isinstance(dataset[i], tuple) else dataset[i] for i in range(1000)]).to(device)
-    data = data.flatten(1)
+    data = stack_samples(trainer.run.components.dataset, range(1000))[0].to(device).flatten(1)
     optimizer = torch.optim.SGD(rbm.parameters(), lr=0.05, momentum=0.5, weight_decay=2e-4)
 
     def free_energy(v: torch.Tensor) -> torch.Tensor:
@@ -143,8 +142,7 @@ def sklearn_rbm(trainer: Trainer, batch: int) -> Callable[[], None] | None:
         from sklearn.neural_network import BernoulliRBM
     except ImportError:
         return None
-    dataset = trainer.run.components.dataset
-    data = torch.stack([dataset[i][0] if isinstance(dataset[i], tuple) else dataset[i] for i in range(1000)]).flatten(1).numpy()
+    data = stack_samples(trainer.run.components.dataset, range(1000))[0].flatten(1).numpy()
     model = BernoulliRBM(n_components=16, learning_rate=0.05, batch_size=batch, random_state=0)
     model.partial_fit(data[:batch])
     position = [0]
