@@ -8,23 +8,30 @@ Markers, each an HTML comment on the line right before a fenced block:
 - ``<!-- setup: COMMAND -->`` on its own line: an ``ebmkit`` command the test runs first (a
   short version of a command the page shows, so that a later block finds its run folder).
 
-The blocks of one page run in document order, each in a fresh ``python`` process, in one
-temporary folder holding a copy of ``recipes/`` (as the repository root would).
+The blocks of one page run in document order, in one temporary folder holding a copy of
+``recipes/`` (as the repository root would) and on ``sys.path`` (as a script's own folder is).
+They run in the test's process, each as a script of its own (``runpy``, fresh globals, so a
+block must import what it uses), and the setup commands through the CLI in the same process:
+a fresh ``python`` per block cost a torch import each, most of this file's time. The modules a
+page writes are forgotten after it, so that the next page imports its own.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import runpy
 import shlex
 import shutil
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 import attrs
 import pytest
+from click.testing import CliRunner
 
+from ebmkit.cli import cli
 from tests.conftest import ROOT
 
 PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
@@ -179,30 +186,46 @@ def test_runnable_blocks_are_python():
                 assert item.language == "python", f"{page_id(page)}:{item.line}: only python blocks can be runnable"
 
 
-def run_in(folder: Path, command: list[str], what: str, env: dict[str, str]) -> None:
-    try:
-        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{what} took more than {BLOCK_TIMEOUT_S} s")
-    assert done.returncode == 0, f"{what} exited with {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+@pytest.fixture
+def page_folder(tmp_path, monkeypatch, one_thread):
+    """A folder like the repository root, the working directory and first on ``sys.path``."""
+    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
+
+
+def within_time(started: float, what: str) -> None:
+    took = time.perf_counter() - started
+    assert took < BLOCK_TIMEOUT_S, f"{what} took {took:.0f} s, more than {BLOCK_TIMEOUT_S} s"
 
 
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=page_id)
-def test_runnable_blocks_run(page, tmp_path):
-    shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+def test_runnable_blocks_run(page, page_folder):
     for item in read_page(page)[1]:
         where = f"{page_id(page)}:{item.line}"
+        started = time.perf_counter()
         if isinstance(item, Setup):
             words = shlex.split(item.command)
             assert words and words[0] == "ebmkit", f"{where}: a setup command runs ebmkit, got {item.command!r}"
-            run_in(tmp_path, [sys.executable, "-m", "ebmkit", *words[1:]], f"setup at {where}", env)
+            done = CliRunner().invoke(cli, words[1:])
+            assert done.exit_code == 0, f"setup at {where} exited with {done.exit_code}:\n{done.output[-6000:]}"
+            within_time(started, f"setup at {where}")
         elif item.marker == "file":
-            target = tmp_path / item.argument
+            target = page_folder / item.argument
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(item.text, encoding="utf-8")
         elif item.marker == "runnable":
-            script = tmp_path / f"_block_line{item.line}.py"
+            script = page_folder / f"_block_line{item.line}.py"
             script.write_text(item.text, encoding="utf-8")
-            run_in(tmp_path, [sys.executable, script.name], f"the block at {where}", env)
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            except BaseException as error:
+                error.add_note(f"raised by the block at {where}")
+                raise
+            within_time(started, f"the block at {where}")
