@@ -202,6 +202,20 @@ def test_a_dataset_with_labels_outside_num_classes_is_caught():
         check("dataset", lambda: Mislabelled(num_classes=3))
 
 
+def test_a_batched_read_must_equal_reading_the_items_one_by_one():
+    class ReadsInOrder(Points):  # a __getitems__ that sorts the indices it is given
+        def __getitems__(self, indices):
+            return [self[i] for i in sorted(indices)]
+
+    class ReadsAsAsked(Points):
+        def __getitems__(self, indices):
+            return list(self.points[indices].unbind(0))
+
+    assert check("dataset", ReadsAsAsked) == ["shapes", "determinism"]
+    with pytest.raises(ContractViolation, match=r"__getitems__\(\[63, 0, 32, 0\]\) differs"):
+        check("dataset", ReadsInOrder)
+
+
 def test_a_chain_keeps_no_graph_through_a_transition_that_cannot_keep_one():
     registries = default_registries()
     gibbs = registries.create("samplers", "chain", steps=3, transitions=[{"name": "gibbs"}])

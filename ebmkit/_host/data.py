@@ -12,8 +12,13 @@ from ebmkit._host.errors import EbmkitError
 
 
 def stack_samples(dataset: Any, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The samples at ``indices`` as one batch, and their labels (None for unlabelled data)."""
-    items = [dataset[i] for i in indices]
+    """The samples at ``indices`` as one batch, and their labels (None for unlabelled data).
+
+    A dataset with ``__getitems__`` (torch's batched read, as ``DataLoader`` calls it) is read
+    in one call; others one sample at a time.
+    """
+    read_many = getattr(dataset, "__getitems__", None)
+    items = read_many(list(indices)) if read_many is not None else [dataset[i] for i in indices]
     if not isinstance(items[0], tuple | list):
         return torch.stack(items), None
     return torch.stack([item[0] for item in items]), torch.as_tensor([int(item[1]) for item in items])

@@ -404,6 +404,10 @@ class Dataset(Protocol):
 
     A labelled dataset may also say what its labels mean with a ``conditioning`` attribute
     (a :class:`Conditioning`); a model trained on it can then be conditioned by name.
+
+    A dataset may also define ``__getitems__(indices)``, torch's batched read: the list of the
+    samples (or pairs) at ``indices``, equal to reading them one by one in that order (random
+    draws included). ebmkit reads training batches with it, one call instead of one per sample.
     """
 
     sample_shape: tuple[int, ...]

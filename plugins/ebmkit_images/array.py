@@ -16,6 +16,8 @@ from safetensors import SafetensorError
 
 from ebmkit import Conditioning, EbmkitError, did_you_mean_hint, low_below_high
 
+from ebmkit_images.items import as_items
+
 SAVED_WITH = {".npy": "np.save", ".npz": "np.savez", ".safetensors": "safetensors.numpy.save_file"}
 EXTENSIONS = tuple(SAVED_WITH)
 NPY_MAGIC = b"\x93NUMPY"
@@ -284,6 +286,9 @@ class ArrayDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Any:
         x = self.samples[index]
         return (x, self.targets[index]) if self.targets is not None else x
+
+    def __getitems__(self, indices: list[int]) -> list[Any]:
+        return as_items(self.samples[indices], None if self.targets is None else self.targets[indices])
 
 
 def infer_domain(samples: np.ndarray) -> tuple[float, float] | None:

@@ -7,6 +7,8 @@ import torch
 
 from ebmkit import Conditioning, EbmkitError
 
+from ebmkit_images.items import as_items
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -58,10 +60,13 @@ class TorchvisionCifar(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
         from ebmkit_images.dequantize import dequantize
 
-        x = dequantize(self.images[index].float() / 255)
-        return (x, self.labels[index]) if self.conditional else x
+        x = dequantize(self.images[indices].float() / 255)
+        return as_items(x, self.labels[indices] if self.conditional else None)
 
 
 @attrs.define(kw_only=True)

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 
 from ebmkit import Conditioning, EbmkitError
 
+from ebmkit_images.items import as_items
+
 CLASSES = tuple(str(d) for d in range(10))
 
 
@@ -135,8 +137,11 @@ class Digits(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
-        x = self.images[index]
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        x = self.images[indices]
         if not self.binarize:
             x = x + torch.rand_like(x) / (LEVELS + 1)
-        x = x.expand(self.channels, -1, -1).clone() if self.channels == 3 else x
-        return (x, self.labels[index]) if self.conditional else x
+        x = x.expand(-1, self.channels, -1, -1).clone() if self.channels == 3 else x
+        return as_items(x, self.labels[indices] if self.conditional else None)

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from ebmkit import Conditioning, EbmkitError
 
+from ebmkit_images.items import as_items
+
 #: The unpacked IDX files torchvision reads from root/<folder>/raw/ (it checks for all four, whichever split is read).
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x08 (unsigned byte) then the number of dimensions, 3 or 1
@@ -150,12 +152,15 @@ class TorchvisionMnist(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
         from ebmkit_images.dequantize import dequantize
 
-        x = self.images[index].float()
+        x = self.images[indices].float()
         x = x if self.binarize else dequantize(x / 255)
-        x = x.expand(self.channels, -1, -1).clone() if self.channels == 3 else x
-        return (x, self.labels[index]) if self.conditional else x
+        x = x.expand(-1, self.channels, -1, -1).clone() if self.channels == 3 else x
+        return as_items(x, self.labels[indices] if self.conditional else None)
 
 
 @attrs.define(kw_only=True)

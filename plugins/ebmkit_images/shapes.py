@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from ebmkit import Conditioning, EbmkitError, did_you_mean_hint
 
+from ebmkit_images.items import as_items
+
 SHAPES = ("circle", "square", "triangle")
 COLORS = ((0.9, 0.15, 0.15), (0.15, 0.8, 0.2), (0.2, 0.35, 0.95), (0.95, 0.85, 0.1), (0.85, 0.2, 0.85), (0.1, 0.85, 0.9))
 COLOR_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan")
@@ -134,13 +136,15 @@ class Shapes(torch.utils.data.Dataset):
         return self.size
 
     def __getitem__(self, index: int):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
         from ebmkit_images.dequantize import dequantize
 
-        x = self.images[index].float() / 255
+        x = self.images[indices].float() / 255
         if self.binarize:  # one channel, 1 where the shape is (its luma is above 0.25, the background's below)
-            x = (x[0:1] * 0.299 + x[1:2] * 0.587 + x[2:3] * 0.114 > 0.25).float()
+            x = (x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114 > 0.25).float()
         elif self.dequantize:
             x = dequantize(x)
-        if self.label is None:
-            return x
-        return x, self.attributes[index, list(ATTRIBUTES).index(self.label)]
+        labels = None if self.label is None else self.attributes[indices, list(ATTRIBUTES).index(self.label)]
+        return as_items(x, labels)

@@ -8,6 +8,8 @@ import torch
 
 from ebmkit import EbmkitError
 
+from ebmkit_images.items import as_items
+
 
 @attrs.define(kw_only=True)
 class Svhn(torch.utils.data.Dataset):
@@ -47,6 +49,9 @@ class Svhn(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
         from ebmkit_images.dequantize import dequantize
 
-        return dequantize(self.images[index].float() / 255)
+        return as_items(dequantize(self.images[indices].float() / 255), None)

@@ -38,6 +38,9 @@ class GaussianData(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.points[index]
 
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        return list(self.points[indices].unbind(0))
+
 
 class QuadraticEnergy(Energy):
     """E(x) = ½ (x − μ)ᵀ P (x − μ) + c, a Gaussian N(μ, P⁻¹) with learned mean and precision P = L Lᵀ.
