@@ -125,6 +125,18 @@ def test_multiscale_energies_keep_their_scales_when_wrapped(wrap, registries):
     torch.testing.assert_close(TrainBatch(wrapped, x).e_pos, energy(x))
 
 
+def test_multiscale_is_the_num_scales_attribute_on_the_class_or_the_instance_under_wrappers(registries):
+    from ebmkit import is_multiscale, unwrap
+
+    mlp = ebmkit.create("energy", "mlp", data_shape=(2,))
+    resnet = ebmkit.create("energy", "resnet_ebm", width=8, data_shape=(3, 16, 16))
+    assert not is_multiscale(mlp) and not is_multiscale(Wrapper(mlp))
+    assert is_multiscale(resnet) and is_multiscale(Wrapper(torch.compile(resnet, backend="eager")))
+    assert unwrap(Wrapper(torch.compile(resnet, backend="eager"))) is resnet
+    mlp.num_scales = 1  # a third-party energy may set it in __init__
+    assert is_multiscale(Wrapper(mlp))
+
+
 @pytest.mark.parametrize(("recipe", "override", "where", "says"), [
     ("improved_cd_shapes", "sampler.transitions=[]", "sampler.transitions", "at least one transition"),
     ("improved_cd_shapes", "energy.width=12", "energy.width", "width must be a multiple of 8"),

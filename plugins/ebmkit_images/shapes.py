@@ -94,6 +94,8 @@ class Shapes(torch.utils.data.Dataset):
     binarize: bool = False
     attributes: torch.Tensor = attrs.field(init=False, repr=False)
     images: torch.Tensor = attrs.field(init=False, repr=False)
+    #: with ``binarize``: the one-channel binary images, made once (uint8 0/1)
+    _binary: torch.Tensor | None = attrs.field(init=False, repr=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if self.label is not None and self.label not in ATTRIBUTES:
@@ -102,6 +104,9 @@ class Shapes(torch.utils.data.Dataset):
         self.attributes = self._draw_attributes(generator)
         chunks = [render(a, self.image_size, generator) for a in self.attributes.split(2048)]
         self.images = (torch.cat(chunks) * 255).round().to(torch.uint8)  # stored as 8-bit, like real images
+        if self.binarize:  # one channel, 1 where the shape is (its luma is above 0.25, the background's below)
+            x = self.images.float() / 255
+            self._binary = (x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114 > 0.25).to(torch.uint8)
 
     def _draw_attributes(self, generator: torch.Generator) -> torch.Tensor:
         counts = [len(values) for values in ATTRIBUTES.values()]
@@ -141,10 +146,10 @@ class Shapes(torch.utils.data.Dataset):
     def __getitems__(self, indices: list[int]) -> list:
         from ebmkit_images.dequantize import dequantize
 
-        x = self.images[indices].float() / 255
-        if self.binarize:  # one channel, 1 where the shape is (its luma is above 0.25, the background's below)
-            x = (x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114 > 0.25).float()
-        elif self.dequantize:
-            x = dequantize(x)
+        if self._binary is not None:
+            x = self._binary[indices].float()
+        else:
+            x = self.images[indices].float() / 255
+            x = dequantize(x) if self.dequantize else x
         labels = None if self.label is None else self.attributes[indices, list(ATTRIBUTES).index(self.label)]
         return as_items(x, labels)

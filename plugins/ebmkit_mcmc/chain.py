@@ -26,6 +26,14 @@ def _schedule(items) -> tuple[Scheduled, ...]:
     return tuple(out)
 
 
+def _step_means(values: list[torch.Tensor]) -> torch.Tensor:
+    """The mean of each step's statistic, as a 1-D tensor: one stack and one mean for the whole
+    chain when the steps' statistics share a shape, else a mean per step."""
+    if all(v.shape == values[0].shape for v in values):
+        return torch.stack(values).float().reshape(len(values), -1).mean(1)
+    return torch.stack([v.float().mean() for v in values])
+
+
 def _at_least_one(instance, attribute, value):
     if not value:
         raise ValueError("the chain sampler needs at least one transition ([[sampler.transitions]] in a recipe)")
@@ -53,7 +61,7 @@ class Chain:
                 result = checked.step(scheduled.transition, energy, x, ctx)
                 x = result.x if create_graph else result.x.detach()
                 for key, value in result.stats.items():
-                    stats.setdefault(key, []).append(value.float().mean())
+                    stats.setdefault(key, []).append(value.detach())
         return x
 
     def sample(self, energy, x0: torch.Tensor, *, cond=None, keep_graph: int = 0) -> SampleResult:
@@ -66,5 +74,4 @@ class Chain:
             # give both the samples and the graph the KL term differentiates through.
             x = self._step(energy, x.detach() if i == first_kept else x, i, cond, i >= first_kept, stats)
         # per-step means stay on the device: reading them is the logger's business, not the hot loop's
-        trace = {key: torch.stack(values) for key, values in stats.items()}
-        return SampleResult(x.detach(), trace, x if keep else None)
+        return SampleResult(x.detach(), {key: _step_means(values) for key, values in stats.items()}, x if keep else None)
