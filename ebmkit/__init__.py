@@ -47,6 +47,7 @@ from ebmkit._host.protocols import (
     StepResult,
     TrainBatch,
     Transition,
+    diagnostics,
     is_multiscale,
     unwrap,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "component",
     "ComponentSpec",
     "count_models",
+    "diagnostics",
     "eager",
     "energy_and_grad",
     "INFINITE_OK",

@@ -203,17 +203,23 @@ def test_a_dataset_with_labels_outside_num_classes_is_caught():
 
 
 def test_a_batched_read_must_equal_reading_the_items_one_by_one():
-    class ReadsInOrder(Points):  # a __getitems__ that sorts the indices it is given
-        def __getitems__(self, indices):
-            return [self[i] for i in sorted(indices)]
+    class ReadsInOrder(Points):  # a read_batch that sorts the indices it is given
+        def read_batch(self, indices):
+            return self.points[indices.sort().values], None
 
     class ReadsAsAsked(Points):
-        def __getitems__(self, indices):
-            return list(self.points[indices].unbind(0))
+        def read_batch(self, indices):
+            return self.points[indices], None
+
+    class ForgetsLabels(Points):
+        def read_batch(self, indices):
+            return self.points[indices], None
 
     assert check("dataset", ReadsAsAsked) == ["shapes", "determinism"]
-    with pytest.raises(ContractViolation, match=r"__getitems__\(\[63, 0, 32, 0\]\) differs"):
+    with pytest.raises(ContractViolation, match=r"read_batch\(\[63, 0, 32, 0\]\) is not"):
         check("dataset", ReadsInOrder)
+    with pytest.raises(ContractViolation, match=r"read_batch"):
+        check("dataset", lambda: ForgetsLabels(num_classes=3))
 
 
 def test_a_chain_keeps_no_graph_through_a_transition_that_cannot_keep_one():

@@ -62,6 +62,36 @@ def test_an_update_reads_the_device_once_and_a_logged_update_once_more(recipe, e
     assert isinstance(trainer.run.latest["loss"], float) and "sampler/energy" in trainer.run.latest
 
 
+@pytest.mark.parametrize("recipe", ["quickstart.toml", "rbm_shapes_cd1.toml"])
+def test_the_sampler_diagnoses_only_the_updates_that_are_logged(recipe, tmp_path):
+    """Langevin's gradient norms and Gibbs's energy pass cost work on every step of the chain:
+    they are computed on the logged updates alone, and the logged rows are what they were."""
+    overrides = ["evaluators=[]", "train.batch_size=16", "train.log_every=3", "train.steps=6"]
+    trainer = Trainer(setup(load(RECIPES / recipe, overrides), tmp_path / "run", live=False))
+    diagnosed = [any(k.startswith("sampler/") for k in trainer.update()) for _ in range(6)]
+    assert diagnosed == [False, False, True, False, False, True]
+
+    with ebmkit.diagnostics(False):
+        assert ebmkit.StepContext(index=0, total=1).diagnostics is False
+        quiet = trainer.run.components.sampler.sample(trainer.run.model, torch.rand(4, *trainer.run.components.dataset.sample_shape))
+    assert quiet.trace == {} and ebmkit.StepContext(index=0, total=1).diagnostics is True
+
+
+def test_a_plugin_reading_every_update_gets_the_diagnostics_on_every_update(tmp_path, ebmkit_register):
+    class EveryUpdate:
+        seen: list[bool] = []
+
+        @ebmkit.hookimpl
+        def ebmkit_step_end(self, metrics):
+            self.seen.append("sampler/energy" in metrics)
+
+    plugin = EveryUpdate()
+    registries = ebmkit_register(plugin, "every_update")
+    recipe = load(RECIPES / "quickstart.toml", ["train.steps=4", "train.log_every=2", "evaluators=[]", "sampler.steps=2"], registries)
+    ebmkit.train(recipe, tmp_path / "run", live=False, registries=registries)
+    assert plugin.seen == [True] * 4
+
+
 def test_terms_through_the_sampler_are_backpropagated_first_and_the_gradient_is_the_sum(tmp_path):
     """The loop frees the sampler's graph before the other terms build theirs (two backward
     passes); the parameter gradient is that of the summed loss all the same."""

@@ -42,7 +42,7 @@ from ebmkit._host import checked
 from ebmkit._engine.checkpoint import check_finite_weights, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
 from ebmkit._engine.distributed import any_rank, average_gradients, mean_over_ranks
 from ebmkit._host.errors import EbmkitError, RunInterrupted, TrainingDiverged
-from ebmkit._host.protocols import ReferenceSet, SampleResult, TrainBatch, needs_of
+from ebmkit._host.protocols import ReferenceSet, SampleResult, TrainBatch, diagnostics, needs_of
 from ebmkit._recipes.recipe import Recipe
 from ebmkit._engine.run import Run, read_metrics, resume_run, setup
 from ebmkit._engine.speed import channels_last_if
@@ -138,7 +138,8 @@ class Trainer:
         x_pos = channels_last_if(x_pos.to(run.device), run.recipe.run.channels_last)
         cond = cond.to(run.device) if cond is not None else None
         batch = TrainBatch(run.model, x_pos, cond, reference_set=self.reference_set)
-        result = self.sample(batch) if self.wants_negatives else None
+        with diagnostics(self.diagnosed(state.step + 1)):
+            result = self.sample(batch) if self.wants_negatives else None
         if self.push_first:
             self.push(result)
         total, metrics = self.losses(batch)
@@ -153,6 +154,14 @@ class Trainer:
             if len(values):
                 metrics[f"sampler/{key}"] = values[-1]
         return metrics
+
+    def diagnosed(self, step: int) -> bool:
+        """Whether update ``step`` computes the sampler's per-step statistics: when it is logged,
+        on every update when a plugin reads each update's metrics (``ebmkit_step_end``), and
+        when a time limit may log any update."""
+        settings, step_end = self.run.recipe.train, self.run.hook.ebmkit_step_end
+        return (step % settings.log_every == 0 or step == settings.steps or settings.time_limit_s is not None
+                or not hasattr(step_end, "get_hookimpls") or bool(step_end.get_hookimpls()))
 
     def sample(self, batch: TrainBatch) -> SampleResult:
         components = self.run.components

@@ -19,12 +19,21 @@ class EMA:
     def __init__(self, module: torch.nn.Module, decay: float):
         self.decay = decay
         self.module = copy.deepcopy(module).requires_grad_(False)
+        self._pairs: tuple[torch.nn.Module, list, list, list] | None = None
+
+    def _tensors(self, module: torch.nn.Module) -> tuple[list, list, list]:
+        # the tensor lists, gathered once per module (walking the module tree each update costs
+        # more than the update itself on a small model); loading weights keeps the same tensors
+        if self._pairs is None or self._pairs[0] is not module:
+            buffers = list(zip(self.module.buffers(), module.buffers(), strict=True))
+            self._pairs = (module, list(self.module.parameters()), list(module.parameters()), buffers)
+        return self._pairs[1:]
 
     @torch.no_grad()
     def update(self, module: torch.nn.Module) -> None:
-        ema_params, params = list(self.module.parameters()), list(module.parameters())
+        ema_params, params, buffers = self._tensors(module)
         torch._foreach_lerp_(ema_params, params, 1 - self.decay)
-        for ema_buffer, buffer in zip(self.module.buffers(), module.buffers(), strict=True):
+        for ema_buffer, buffer in buffers:
             ema_buffer.copy_(buffer)
 
     def state_dict(self, module: bool = True) -> dict[str, Any]:

@@ -11,14 +11,16 @@ import torch
 from ebmkit._host.errors import EbmkitError
 
 
-def stack_samples(dataset: Any, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def stack_samples(dataset: Any, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The samples at ``indices`` as one batch, and their labels (None for unlabelled data).
 
-    A dataset with ``__getitems__`` (torch's batched read, as ``DataLoader`` calls it) is read
-    in one call; others one sample at a time.
+    A dataset with ``read_batch`` (see :class:`ebmkit.Dataset`) is read in one call; others
+    one sample at a time.
     """
-    read_many = getattr(dataset, "__getitems__", None)
-    items = read_many(list(indices)) if read_many is not None else [dataset[i] for i in indices]
+    read_batch = getattr(dataset, "read_batch", None)
+    if read_batch is not None:
+        return read_batch(indices if isinstance(indices, torch.Tensor) else torch.as_tensor(list(indices), dtype=torch.long))
+    items = [dataset[i] for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices)]
     if not isinstance(items[0], tuple | list):
         return torch.stack(items), None
     return torch.stack([item[0] for item in items]), torch.as_tensor([int(item[1]) for item in items])
@@ -59,7 +61,7 @@ class DataStream:
         self.rank, self.world_size, self.share = rank, world_size, share
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch, self.position = -1, 0
-        self._order: list[int] = []
+        self._order = torch.empty(0, dtype=torch.long)
         self._epoch_start = self.generator.get_state()
 
     def _start_epoch(self) -> None:
@@ -76,7 +78,7 @@ class DataStream:
         order = torch.randperm(len(self.dataset), generator=self.generator)
         # Every rank draws the same permutation and takes its own interleaved share of it, as
         # DistributedSampler does (each epoch's shares are disjoint and equally long).
-        self._order = order[self.rank :: self.world_size][: self.share].tolist()
+        self._order = order[self.rank :: self.world_size][: self.share]
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next batch and its labels (None for unlabelled data)."""

@@ -9,7 +9,9 @@ with its TOML path, not deep inside a run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -89,6 +91,22 @@ def scale_energies(energy: torch.nn.Module, x: Tensor, cond: Tensor | None = Non
 
 
 # -- transitions and samplers -----------------------------------------------------------------
+_DIAGNOSTICS = contextvars.ContextVar("ebmkit_diagnostics", default=True)
+
+
+@contextlib.contextmanager
+def diagnostics(wanted: bool) -> Iterator[None]:
+    """Whether samplers' per-step statistics are wanted inside the block (they are outside it):
+    the default of :attr:`StepContext.diagnostics`. The training loop turns them off on the
+    updates it does not log, where nothing reads them; a transition may then skip the work
+    they cost (Langevin's gradient norm, Gibbs's energy pass)."""
+    token = _DIAGNOSTICS.set(wanted)
+    try:
+        yield
+    finally:
+        _DIAGNOSTICS.reset(token)
+
+
 @attrs.frozen
 class StepContext:
     """Where a transition step stands within a sampler run.
@@ -98,12 +116,15 @@ class StepContext:
     :ivar cond: the condition labels of the chains, or None.
     :ivar create_graph: keep the autograd graph of this step, so that the returned
         samples are differentiable with respect to the energy's parameters.
+    :ivar diagnostics: whether the caller reads the step's ``stats``; when False a
+        transition may leave out those that cost extra work (see :func:`ebmkit.diagnostics`).
     """
 
     index: int
     total: int
     cond: Tensor | None = None
     create_graph: bool = False
+    diagnostics: bool = attrs.field(factory=_DIAGNOSTICS.get)
 
 
 @attrs.define
@@ -412,9 +433,10 @@ class Dataset(Protocol):
     A labelled dataset may also say what its labels mean with a ``conditioning`` attribute
     (a :class:`Conditioning`); a model trained on it can then be conditioned by name.
 
-    A dataset may also define ``__getitems__(indices)``, torch's batched read: the list of the
-    samples (or pairs) at ``indices``, equal to reading them one by one in that order (random
-    draws included). ebmkit reads training batches with it, one call instead of one per sample.
+    A dataset may also define ``read_batch(indices)``: given a 1-D ``LongTensor`` of indices,
+    the samples at them stacked into one tensor and their labels (a ``LongTensor``, or None
+    for unlabelled data), equal to stacking ``dataset[i]`` in that order, random draws
+    included. ebmkit then reads each batch in one call instead of one per sample.
     """
 
     sample_shape: tuple[int, ...]

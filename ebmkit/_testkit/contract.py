@@ -490,11 +490,14 @@ def _dataset(build: Callable[[], Any], setting: Setting, seed: int) -> tuple[lis
             problems.append(f"item {index} differs when read twice under the same seed")
     if not _same(_seeded(seed, lambda: dataset[0]), _seeded(seed, lambda: _seeded(seed, build)[0])):
         problems.append("built twice under the same seed, its first item (read under the same seed) differs")
-    read_many = getattr(dataset, "__getitems__", None)
-    if read_many is not None:
+    read_batch = getattr(dataset, "read_batch", None)
+    if read_batch is not None:
         indices = [len(dataset) - 1, 0, len(dataset) // 2, 0]  # out of order, one twice
-        if not _same(list(_seeded(seed, lambda: read_many(indices))), _seeded(seed, lambda: [dataset[i] for i in indices])):
-            problems.append(f"__getitems__({indices}) differs from reading those items one by one under the same seed")
+        batch = _seeded(seed, lambda: read_batch(torch.tensor(indices)))
+        items = _seeded(seed, lambda: [dataset[i] for i in indices])
+        x, labels = (torch.stack([i[0] for i in items]), torch.tensor([int(i[1]) for i in items])) if classes else (torch.stack(items), None)
+        if not (isinstance(batch, tuple) and len(batch) == 2 and _same(batch[0], x) and _same(batch[1], labels)):
+            problems.append(f"read_batch({indices}) is not (the items stacked, their labels) as read one by one under the same seed")
     return problems, ran
 
 

@@ -16,7 +16,6 @@ from safetensors import SafetensorError
 
 from ebmkit import Conditioning, EbmkitError, did_you_mean_hint, low_below_high
 
-from ebmkit_images.items import as_items
 
 SAVED_WITH = {".npy": "np.save", ".npz": "np.savez", ".safetensors": "safetensors.numpy.save_file"}
 EXTENSIONS = tuple(SAVED_WITH)
@@ -287,8 +286,8 @@ class ArrayDataset(torch.utils.data.Dataset):
         x = self.samples[index]
         return (x, self.targets[index]) if self.targets is not None else x
 
-    def __getitems__(self, indices: list[int]) -> list[Any]:
-        return as_items(self.samples[indices], None if self.targets is None else self.targets[indices])
+    def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.samples[indices], None if self.targets is None else self.targets[indices]
 
 
 def infer_domain(samples: np.ndarray) -> tuple[float, float] | None:

@@ -7,7 +7,7 @@ import torch
 
 from ebmkit import Conditioning, EbmkitError
 
-from ebmkit_images.items import as_items
+from ebmkit_images.items import first_item
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -60,13 +60,13 @@ class TorchvisionCifar(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
-        return self.__getitems__([index])[0]
+        return first_item(self.read_batch(torch.tensor([index])))
 
-    def __getitems__(self, indices: list[int]) -> list:
+    def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         from ebmkit_images.dequantize import dequantize
 
         x = dequantize(self.images[indices].float() / 255)
-        return as_items(x, self.labels[indices] if self.conditional else None)
+        return x, self.labels[indices] if self.conditional else None
 
 
 @attrs.define(kw_only=True)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ebmkit import Conditioning, EbmkitError
 
-from ebmkit_images.items import as_items
+from ebmkit_images.items import first_item
 
 CLASSES = tuple(str(d) for d in range(10))
 
@@ -137,11 +137,11 @@ class Digits(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
-        return self.__getitems__([index])[0]
+        return first_item(self.read_batch(torch.tensor([index])))
 
-    def __getitems__(self, indices: list[int]) -> list:
+    def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.images[indices]
         if not self.binarize:
             x = x + torch.rand_like(x) / (LEVELS + 1)
         x = x.expand(-1, self.channels, -1, -1).clone() if self.channels == 3 else x
-        return as_items(x, self.labels[indices] if self.conditional else None)
+        return x, self.labels[indices] if self.conditional else None

@@ -5,7 +5,8 @@ from typing import Any
 import torch
 
 
-def as_items(x: torch.Tensor, labels: torch.Tensor | None) -> list[Any]:
-    """A batch as ``__getitems__`` returns it: the list of its samples, or of (sample, label) pairs."""
-    samples = list(x.unbind(0))
-    return samples if labels is None else list(zip(samples, labels.unbind(0), strict=True))
+def first_item(batch: tuple[torch.Tensor, torch.Tensor | None]) -> Any:
+    """The first sample of a batch that ``read_batch`` returned, as ``dataset[i]`` gives it:
+    the sample, or (sample, label)."""
+    x, labels = batch
+    return x[0] if labels is None else (x[0], labels[0])

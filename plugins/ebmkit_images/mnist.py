@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ebmkit import Conditioning, EbmkitError
 
-from ebmkit_images.items import as_items
+from ebmkit_images.items import first_item
 
 #: The unpacked IDX files torchvision reads from root/<folder>/raw/ (it checks for all four, whichever split is read).
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -152,15 +152,15 @@ class TorchvisionMnist(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
-        return self.__getitems__([index])[0]
+        return first_item(self.read_batch(torch.tensor([index])))
 
-    def __getitems__(self, indices: list[int]) -> list:
+    def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         from ebmkit_images.dequantize import dequantize
 
         x = self.images[indices].float()
         x = x if self.binarize else dequantize(x / 255)
         x = x.expand(-1, self.channels, -1, -1).clone() if self.channels == 3 else x
-        return as_items(x, self.labels[indices] if self.conditional else None)
+        return x, self.labels[indices] if self.conditional else None
 
 
 @attrs.define(kw_only=True)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ebmkit import Conditioning, EbmkitError, did_you_mean_hint
 
-from ebmkit_images.items import as_items
+from ebmkit_images.items import first_item
 
 SHAPES = ("circle", "square", "triangle")
 COLORS = ((0.9, 0.15, 0.15), (0.15, 0.8, 0.2), (0.2, 0.35, 0.95), (0.95, 0.85, 0.1), (0.85, 0.2, 0.85), (0.1, 0.85, 0.9))
@@ -141,9 +141,9 @@ class Shapes(torch.utils.data.Dataset):
         return self.size
 
     def __getitem__(self, index: int):
-        return self.__getitems__([index])[0]
+        return first_item(self.read_batch(torch.tensor([index])))
 
-    def __getitems__(self, indices: list[int]) -> list:
+    def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         from ebmkit_images.dequantize import dequantize
 
         if self._binary is not None:
@@ -152,4 +152,4 @@ class Shapes(torch.utils.data.Dataset):
             x = self.images[indices].float() / 255
             x = dequantize(x) if self.dequantize else x
         labels = None if self.label is None else self.attributes[indices, list(ATTRIBUTES).index(self.label)]
-        return as_items(x, labels)
+        return x, labels

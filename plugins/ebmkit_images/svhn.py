@@ -8,7 +8,7 @@ import torch
 
 from ebmkit import EbmkitError
 
-from ebmkit_images.items import as_items
+from ebmkit_images.items import first_item
 
 
 @attrs.define(kw_only=True)
@@ -49,9 +49,9 @@ class Svhn(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int):
-        return self.__getitems__([index])[0]
+        return first_item(self.read_batch(torch.tensor([index])))
 
-    def __getitems__(self, indices: list[int]) -> list:
+    def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         from ebmkit_images.dequantize import dequantize
 
-        return as_items(dequantize(self.images[indices].float() / 255), None)
+        return dequantize(self.images[indices].float() / 255), None

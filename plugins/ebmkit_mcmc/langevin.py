@@ -46,5 +46,7 @@ class Langevin:
             x = x + sigma * normal_like(x)
         if self.clamp is not None:
             x = x.clamp(*self.clamp)
+        if not ctx.diagnostics:
+            return StepResult(x)
         grad_norm = torch.linalg.vector_norm(grad.detach().flatten(1), dim=1)
         return StepResult(x, {"energy": e.detach(), "grad_norm": grad_norm})

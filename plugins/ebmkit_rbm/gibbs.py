@@ -21,4 +21,4 @@ class BlockGibbs:
         with torch.no_grad():
             h = torch.bernoulli(energy.hidden_probs(x))
             v = torch.bernoulli(energy.visible_probs(h)).view_as(x)
-            return StepResult(v, {"energy": energy(v)})
+            return StepResult(v, {"energy": energy(v)} if ctx.diagnostics else {})

@@ -244,5 +244,5 @@ class Density2DDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Tensor:
         return self.points[index]
 
-    def __getitems__(self, indices: list[int]) -> list[Tensor]:
-        return list(self.points[indices].unbind(0))
+    def read_batch(self, indices: Tensor) -> tuple[Tensor, None]:
+        return self.points[indices], None

@@ -38,8 +38,8 @@ class GaussianData(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.points[index]
 
-    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
-        return list(self.points[indices].unbind(0))
+    def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.points[indices], None
 
 
 class QuadraticEnergy(Energy):
