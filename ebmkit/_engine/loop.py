@@ -218,12 +218,12 @@ class Trainer:
         else:
             grads = [p.grad for p in self.parameters if p.grad is not None]
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else total.new_zeros(())
-        metrics["grad_norm"] = grad_norm.detach()
-        metrics["loss"] = total.detach()
+        # (gradients, their norm and the summed loss carry no graph: no detach needed)
+        metrics["grad_norm"], metrics["loss"] = grad_norm, total
         with torch.no_grad():  # (computed afresh only when no term of the second backward pass used them)
-            metrics["e_pos"] = batch.e_pos_scales.detach().mean()  # averaged over scales, as the reference logs it
+            metrics["e_pos"] = batch.e_pos_scales.mean()  # averaged over scales, as the reference logs it
             if batch.x_neg is not None:
-                metrics["e_neg"] = batch.e_neg_scales.detach().mean()
+                metrics["e_neg"] = batch.e_neg_scales.mean()
         self.check_divergence(metrics)
         state.optimizer.step()
 

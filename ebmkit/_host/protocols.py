@@ -299,7 +299,8 @@ class TrainBatch:
                 "a loss term asked for the negative samples' energies, but no term of this recipe needs negatives "
                 "(each declares needs.negatives = False), so the sampler was not run"
             )
-        return self._scales("neg", self.x_neg.detach(), self.cond if self.conditional_negatives else None)
+        x_neg = self.x_neg.detach() if self.x_neg.requires_grad else self.x_neg  # (a sampler's x is detached already)
+        return self._scales("neg", x_neg, self.cond if self.conditional_negatives else None)
 
     @property
     def e_pos(self) -> Tensor:

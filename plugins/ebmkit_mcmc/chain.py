@@ -74,4 +74,4 @@ class Chain:
             # give both the samples and the graph the KL term differentiates through.
             x = self._step(energy, x.detach() if i == first_kept else x, i, cond, i >= first_kept, stats)
         # per-step means stay on the device: reading them is the logger's business, not the hot loop's
-        return SampleResult(x.detach(), {key: _step_means(values) for key, values in stats.items()}, x if keep else None)
+        return SampleResult(x.detach() if keep else x, {key: _step_means(values) for key, values in stats.items()}, x if keep else None)
