@@ -8,14 +8,18 @@ Rows (each a ratio ebmkit / bare, from the medians of the rounds):
   Adam, EMA 0.99) as the loop runs it, against one inline: the same module, a data batch, the
   buffer draw, the chain, the loss, backward, Adam's step and the EMA's lerp.
 - ``chain sampler step``: the ``chain`` sampler's 15 Langevin steps on the quickstart MLP at batch
-  256, against the same steps inline; given per step.
+  256, against the same steps inline; given per step. Twice: without the per-step diagnostics
+  (``ebmkit.diagnostics(False)``, as the training loop runs the updates it does not log) and with
+  them (the energy and gradient norm of every step, as a logged update or a direct call has them).
 - ``RBM CD-1 update, batch B``: recipes/rbm_shapes_cd1.toml's update (256 visible, 16 hidden; one
   block-Gibbs sweep from the data; cd on the free energy; SGD with momentum) at B = 10 and 100,
   against the sweep, the free-energy loss, backward and SGD's step inline.
 - ``scikit-learn BernoulliRBM, batch 10`` (when scikit-learn is installed): its ``partial_fit``
   on the same binarised batches, an outside anchor (numpy, persistent CD-1, hand-written gradient).
 
-Each round times ``--updates`` updates of each variant; the order rotates every round.
+Each round times ``--updates`` updates of each variant; the order rotates every round. A row's
+ratio is the median over rounds of ebmkit's time over bare torch's in the same round: on a
+shared machine whose speed drifts, neighbours in time compare better than medians taken apart.
 
     python benchmarks/bench_small.py [--rounds 5] [--updates 200] [--device cpu] [--threads 1]
 """
@@ -36,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import interleaved  # noqa: E402
 
-from ebmkit import stack_samples  # noqa: E402
+from ebmkit import diagnostics, stack_samples  # noqa: E402
 from ebmkit._engine.loop import Trainer  # noqa: E402
 from ebmkit._engine.run import setup  # noqa: E402
 from ebmkit._recipes.recipe import load  # noqa: E402
@@ -162,8 +166,9 @@ def rows(rounds: int, updates: int, device: torch.device) -> list[dict]:
     def row(name: str, variants: dict[str, Callable[[], None]], per: int, unit: str) -> None:
         times = interleaved(variants, rounds, device)
         medians = {k: statistics.median(v) / per for k, v in times.items()}
+        ratios = [a / b for a, b in zip(times["ebmkit"], times["bare torch"], strict=True)]
         out.append({"row": name, "unit": unit, **{f"{k}_s": m for k, m in medians.items()},
-                    "ratio": medians["ebmkit"] / medians["bare torch"]})
+                    "ratio": statistics.median(ratios), "ratio_quartiles": statistics.quantiles(ratios, n=4)[::2]})
         print(json.dumps(out[-1]), flush=True)
 
     quick = trainer_of("quickstart.toml", device, "train.log_every=100")
@@ -172,9 +177,15 @@ def rows(rounds: int, updates: int, device: torch.device) -> list[dict]:
 
     sampler, energy = quick.run.components.sampler, quick.run.model
     x0 = torch.rand(256, 2, device=device) * 8 - 4
-    row("chain sampler step", {"ebmkit": repeated(lambda: sampler.sample(energy, x0), updates // 10),
-                               "bare torch": repeated(chain_bare(energy, x0, sampler.steps, 0.03), updates // 10)},
+    def quiet() -> None:
+        with diagnostics(False):
+            sampler.sample(energy, x0)
+
+    chain = repeated(chain_bare(energy, x0, sampler.steps, 0.03), updates // 10)
+    row("chain sampler step, no diagnostics", {"ebmkit": repeated(quiet, updates // 10), "bare torch": chain},
         (updates // 10) * sampler.steps, "step")
+    row("chain sampler step, with diagnostics", {"ebmkit": repeated(lambda: sampler.sample(energy, x0), updates // 10),
+                                                 "bare torch": chain}, (updates // 10) * sampler.steps, "step")
 
     for batch in (10, 100):
         rbm = trainer_of("rbm_shapes_cd1.toml", device, f"train.batch_size={batch}", "train.log_every=100")
@@ -188,12 +199,13 @@ def rows(rounds: int, updates: int, device: torch.device) -> list[dict]:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| row | ebmkit | bare torch | ebmkit / bare | scikit-learn |", "|---|---|---|---|---|"]
+    lines = ["| row | ebmkit | bare torch | ebmkit / bare (quartiles) | scikit-learn |", "|---|---|---|---|---|"]
     for r in results:
         unit = r["unit"]
         sk = f"{r['scikit-learn_s'] * 1e3:.3f} ms/{unit}" if "scikit-learn_s" in r else "–"
+        low, high = r["ratio_quartiles"]
         lines.append(f"| {r['row']} | {r['ebmkit_s'] * 1e3:.3f} ms/{unit} | {r['bare torch_s'] * 1e3:.3f} ms/{unit} | "
-                     f"**{r['ratio']:.2f}×** | {sk} |")
+                     f"**{r['ratio']:.2f}×** ({low:.2f}–{high:.2f}) | {sk} |")
     return "\n".join(lines)
 
 
