@@ -131,4 +131,14 @@ class MainRankHooks:
     def __getattr__(self, name: str):
         if self._world.is_main or name in self.EVERY_RANK:
             return getattr(self._hook, name)
-        return lambda **kwargs: []
+        return _Silent()
+
+
+class _Silent:
+    """A hook on a rank that does not call it: no implementation, nothing returned."""
+
+    def __call__(self, **kwargs) -> list:
+        return []
+
+    def get_hookimpls(self) -> list:
+        return []

@@ -159,9 +159,9 @@ class Trainer:
         """Whether update ``step`` computes the sampler's per-step statistics: when it is logged,
         on every update when a plugin reads each update's metrics (``ebmkit_step_end``), and
         when a time limit may log any update."""
-        settings, step_end = self.run.recipe.train, self.run.hook.ebmkit_step_end
+        settings = self.run.recipe.train
         return (step % settings.log_every == 0 or step == settings.steps or settings.time_limit_s is not None
-                or not hasattr(step_end, "get_hookimpls") or bool(step_end.get_hookimpls()))
+                or bool(self.run.hook.ebmkit_step_end.get_hookimpls()))
 
     def sample(self, batch: TrainBatch) -> SampleResult:
         components = self.run.components
@@ -214,7 +214,7 @@ class Trainer:
         state, settings = self.run.state, self.run.recipe.train
         average_gradients(state.energy.parameters(), self.run.world)  # before clipping, as the reference does
         if settings.grad_clip:
-            grad_norm = torch.nn.utils.clip_grad_norm_(state.energy.parameters(), settings.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, settings.grad_clip)
         else:
             grads = [p.grad for p in self.parameters if p.grad is not None]
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else total.new_zeros(())
@@ -269,9 +269,8 @@ class Trainer:
         run, settings, step = self.run, self.run.recipe.train, self.run.state.step
         out_of_time = settings.time_limit_s is not None and run.state.train_seconds >= settings.time_limit_s
         out_of_time = any_rank(out_of_time, run.world, run.device)  # the ranks stop together
-        step_end = run.hook.ebmkit_step_end
-        if not hasattr(step_end, "get_hookimpls") or step_end.get_hookimpls():  # (pluggy's call costs ~15 µs with no implementation)
-            step_end(run=run, step=step, metrics=metrics)
+        if run.hook.ebmkit_step_end.get_hookimpls():  # (pluggy's call costs ~15 µs with no implementation)
+            run.hook.ebmkit_step_end(run=run, step=step, metrics=metrics)
         self._window_steps += 1
         if step % settings.log_every == 0 or step == settings.steps or out_of_time:
             metrics = read_metrics(metrics)  # the window's one read of the device (it waits for its work)
