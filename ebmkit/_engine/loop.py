@@ -135,7 +135,7 @@ class Trainer:
         run, state = self.run, self.run.state
         started = time.perf_counter()
         x_pos, cond = state.data.next_batch()
-        x_pos = channels_last_if(x_pos.to(run.device), run.recipe.run.channels_last)
+        x_pos = channels_last_if(x_pos if x_pos.device == run.device else x_pos.to(run.device), run.recipe.run.channels_last)
         cond = cond.to(run.device) if cond is not None else None
         batch = TrainBatch(run.model, x_pos, cond, reference_set=self.reference_set)
         with diagnostics(self.diagnosed(state.step + 1)):

@@ -331,7 +331,7 @@ def energy_and_grad(energy: Energy, x: Tensor, cond: Tensor | None = None, *, cr
         e = energy(x_in, cond)
         (grad,) = torch.autograd.grad(e.sum(), x_in, create_graph=create_graph)
     if not create_graph:
-        return e.detach(), grad.detach()
+        return e.detach(), grad  # (a gradient taken without create_graph carries no graph)
     return e, grad
 
 

@@ -59,7 +59,7 @@ class Chain:
         for scheduled in self.transitions:
             if scheduled.every == 1 or (i + 1) % scheduled.every == 0:
                 result = checked.step(scheduled.transition, energy, x, ctx)
-                x = result.x if create_graph else result.x.detach()
+                x = result.x.detach() if result.x.requires_grad and not create_graph else result.x
                 for key, value in result.stats.items():
                     stats.setdefault(key, []).append(value.detach())
         return x
@@ -68,7 +68,7 @@ class Chain:
         stats: dict[str, list[torch.Tensor]] = {}
         keep = min(int(keep_graph), self.steps)
         first_kept = self.steps - keep
-        x = x0.detach()
+        x = x0.detach() if x0.requires_grad else x0
         for i in range(self.steps):
             # The last `keep` steps keep their graph, from a detached start: computed once, they
             # give both the samples and the graph the KL term differentiates through.

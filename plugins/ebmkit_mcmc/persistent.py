@@ -49,7 +49,7 @@ class DataChains:
         return 0
 
     def draw(self, n: int, data: torch.Tensor) -> torch.Tensor:
-        return data.detach().clone()
+        return data.detach().clone() if data.requires_grad else data.clone()
 
     def push(self, x: torch.Tensor) -> None:
         pass
