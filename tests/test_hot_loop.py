@@ -85,9 +85,20 @@ def test_a_plugin_reading_every_update_gets_the_diagnostics_on_every_update(tmp_
         def ebmkit_step_end(self, metrics):
             self.seen.append("sampler/energy" in metrics)
 
+    class CountsSteps:  # called every update, but reads no metrics (as the progress bar)
+        @ebmkit.hookimpl
+        def ebmkit_step_end(self, step):
+            pass
+
+    overrides = ["train.steps=4", "train.log_every=2", "evaluators=[]", "sampler.steps=2"]
+    registries = ebmkit_register(CountsSteps(), "counts_steps")
+    trainer = Trainer(setup(load(RECIPES / "quickstart.toml", overrides, registries), tmp_path / "counted", live=False))
+    assert trainer.run.hook.ebmkit_step_end.get_hookimpls()  # registered for the run
+    assert [trainer.diagnosed(step) for step in (1, 2, 3, 4)] == [False, True, False, True]
+
     plugin = EveryUpdate()
     registries = ebmkit_register(plugin, "every_update")
-    recipe = load(RECIPES / "quickstart.toml", ["train.steps=4", "train.log_every=2", "evaluators=[]", "sampler.steps=2"], registries)
+    recipe = load(RECIPES / "quickstart.toml", overrides, registries)
     ebmkit.train(recipe, tmp_path / "run", live=False, registries=registries)
     assert plugin.seen == [True] * 4
 

@@ -157,11 +157,12 @@ class Trainer:
 
     def diagnosed(self, step: int) -> bool:
         """Whether update ``step`` computes the sampler's per-step statistics: when it is logged,
-        on every update when a plugin reads each update's metrics (``ebmkit_step_end``), and
-        when a time limit may log any update."""
+        on every update when a plugin reads each update's metrics (an ``ebmkit_step_end`` that
+        takes ``metrics``; the progress bar takes only ``step``), and when a time limit may log
+        any update."""
         settings = self.run.recipe.train
         return (step % settings.log_every == 0 or step == settings.steps or settings.time_limit_s is not None
-                or bool(self.run.hook.ebmkit_step_end.get_hookimpls()))
+                or any("metrics" in impl.argnames for impl in self.run.hook.ebmkit_step_end.get_hookimpls()))
 
     def sample(self, batch: TrainBatch) -> SampleResult:
         components = self.run.components

@@ -149,7 +149,9 @@ def ebmkit_step_end(run: Run, step: int, metrics: dict[str, float | torch.Tensor
         diagnostics, ``train_s``): floats or 0-d tensors still on the run's device. Reading a
         tensor (``float(t)``) waits for the device; the loop reads them all at once, and only
         when it logs the update. Whatever an implementation adds to the dict is logged with
-        them when the update is logged.
+        them when the update is logged. An implementation that takes ``metrics`` gets the
+        sampler's diagnostics on every update; otherwise the loop computes them only on the
+        updates it logs (:func:`ebmkit.diagnostics`).
     """
 
 
