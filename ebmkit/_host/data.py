@@ -20,7 +20,11 @@ def stack_samples(dataset: Any, indices: Sequence[int] | torch.Tensor) -> tuple[
     read_batch = getattr(dataset, "read_batch", None)
     if read_batch is not None:
         return read_batch(indices if isinstance(indices, torch.Tensor) else torch.as_tensor(list(indices), dtype=torch.long))
-    items = [dataset[i] for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices)]
+    return stack_items([dataset[i] for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices)])
+
+
+def stack_items(items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Dataset items (samples, or (sample, label) pairs) as one batch and its labels."""
     if not isinstance(items[0], tuple | list):
         return torch.stack(items), None
     return torch.stack([item[0] for item in items]), torch.as_tensor([int(item[1]) for item in items])

@@ -34,6 +34,7 @@ import torch
 
 from ebmkit._host import checked
 from ebmkit._host.energy import Energy, energy_and_grad
+from ebmkit._host.data import stack_items
 from ebmkit._host.kinds import kind_named
 from ebmkit._host.protocols import (
     EvalContext,
@@ -494,8 +495,7 @@ def _dataset(build: Callable[[], Any], setting: Setting, seed: int) -> tuple[lis
     if read_batch is not None:
         indices = [len(dataset) - 1, 0, len(dataset) // 2, 0]  # out of order, one twice
         batch = _seeded(seed, lambda: read_batch(torch.tensor(indices)))
-        items = _seeded(seed, lambda: [dataset[i] for i in indices])
-        x, labels = (torch.stack([i[0] for i in items]), torch.tensor([int(i[1]) for i in items])) if classes else (torch.stack(items), None)
+        x, labels = stack_items(_seeded(seed, lambda: [dataset[i] for i in indices]))
         if not (isinstance(batch, tuple) and len(batch) == 2 and _same(batch[0], x) and _same(batch[1], labels)):
             problems.append(f"read_batch({indices}) is not (the items stacked, their labels) as read one by one under the same seed")
     return problems, ran

@@ -16,7 +16,6 @@ from safetensors import SafetensorError
 
 from ebmkit import Conditioning, EbmkitError, did_you_mean_hint, low_below_high
 
-
 SAVED_WITH = {".npy": "np.save", ".npz": "np.savez", ".safetensors": "safetensors.numpy.save_file"}
 EXTENSIONS = tuple(SAVED_WITH)
 NPY_MAGIC = b"\x93NUMPY"
