@@ -125,6 +125,27 @@ def test_multiscale_energies_keep_their_scales_when_wrapped(wrap, registries):
     torch.testing.assert_close(TrainBatch(wrapped, x).e_pos, energy(x))
 
 
+@pytest.mark.parametrize("name, keys", [("mlp", {"hidden": 8}), ("resnet_ebm", {"width": 8})], ids=["one_scale", "multiscale"])
+def test_a_batch_computes_each_energy_once_and_shares_its_shapes_and_means(name, keys, registries):
+    torch.manual_seed(0)
+    shape = (2,) if name == "mlp" else (3, 16, 16)
+    energy = ebmkit.create("energy", name, **keys, data_shape=shape)
+    calls = []
+    energy.register_forward_hook(lambda module, args, out: calls.append(1))
+    x_pos, x_neg = torch.rand(4, *shape), torch.rand(4, *shape)
+    batch = TrainBatch(energy, x_pos, x_neg=x_neg)
+    scales = batch.e_pos_scales
+    assert scales.shape[0] == 4 and scales.dim() == 2
+    torch.testing.assert_close(batch.e_pos, scales.sum(1))
+    torch.testing.assert_close(batch.e_pos_mean, scales.mean())  # over the batch and the scales
+    torch.testing.assert_close(batch.e_neg_mean, batch.e_neg_scales.mean())
+    assert batch.e_pos_mean is batch.e_pos_mean  # one tensor, shared by the terms and the loop
+    assert len(calls) == 2  # one forward pass a side
+    batch.release_graph()
+    batch.e_pos_mean
+    assert len(calls) == 3  # forgotten with the graph: computed afresh
+
+
 def test_multiscale_is_the_num_scales_attribute_on_the_class_or_the_instance_under_wrappers(registries):
     from ebmkit import is_multiscale, unwrap
 

@@ -81,6 +81,27 @@ def test_non_finite_training_stops_with_a_clear_message(tmp_path, registries):
         train(recipe, tmp_path, live=False)
 
 
+@pytest.mark.parametrize("clip", [None, 1.0], ids=["per_parameter_norms", "clipped_total"])
+def test_a_non_finite_gradient_alone_is_a_divergence(clip, tmp_path, registries):
+    from ebmkit._engine.loop import Trainer
+    from ebmkit._engine.run import setup
+    from ebmkit._host.protocols import TrainBatch
+
+    overrides = ["evaluators=[]", "data.size=2048", *([f"train.grad_clip={clip}"] if clip else [])]
+    run = setup(load(RECIPES / "quickstart.toml", overrides, registries), tmp_path / "run", live=False)
+    trainer = Trainer(run)
+    x_pos, _ = run.state.data.next_batch()
+    batch = TrainBatch(run.model, x_pos, x_neg=torch.rand_like(x_pos))
+    total, metrics = trainer.losses(batch)
+    weight = run.state.energy.head.weight
+    weight.grad[0, 0] = float("nan")  # the loss and the energies stay finite
+    before = weight.detach().clone()
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step 1: loss -?[0-9.e-]+, e_pos .*grad_norm nan"):
+        trainer.step(total, batch, metrics, diagnosed=False)
+    assert torch.equal(weight.detach(), before)  # the optimizer did not step
+    run.lock.close()
+
+
 def test_energy_bound_guard(tmp_path, registries):
     recipe = load(RECIPES / "quickstart.toml", ["train.energy_bound=1e-6", "train.steps=5", "evaluators=[]", "data.size=2048"], registries)
     with pytest.raises(TrainingDiverged, match=r"exceeds \[train\].energy_bound"):

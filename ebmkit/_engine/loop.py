@@ -138,12 +138,13 @@ class Trainer:
         x_pos = channels_last_if(x_pos if x_pos.device == run.device else x_pos.to(run.device), run.recipe.run.channels_last)
         cond = cond.to(run.device) if cond is not None else None
         batch = TrainBatch(run.model, x_pos, cond, reference_set=self.reference_set)
-        with diagnostics(self.diagnosed(state.step + 1)):
+        diagnosed = self.diagnosed(state.step + 1)
+        with diagnostics(diagnosed):
             result = self.sample(batch) if self.wants_negatives else None
         if self.push_first:
             self.push(result)
         total, metrics = self.losses(batch)
-        self.step(total, batch, metrics)
+        self.step(total, batch, metrics, diagnosed)
         self.after_step(None if self.push_first else result)
         # No host synchronisation here but the divergence flag: the metrics stay on the device
         # until an update is logged, so the device is not stalled between updates.
@@ -210,37 +211,50 @@ class Trainer:
             raise EbmkitError(f"no loss term of this recipe ({names}) depends on the energy's parameters: there is nothing to train")
         return total, metrics
 
-    def step(self, total: torch.Tensor, batch: TrainBatch, metrics: dict[str, Any]) -> None:
-        """Average the gradients over ranks, clip, check for divergence, optimizer step."""
+    def step(self, total: torch.Tensor, batch: TrainBatch, metrics: dict[str, Any], diagnosed: bool = True) -> None:
+        """Average the gradients over ranks, clip, check for divergence, optimizer step.
+
+        :param diagnosed: whether this update's metrics are read (Trainer.diagnosed); the total
+            gradient norm is logged only then (the divergence check reads each parameter's).
+        """
         state, settings = self.run.state, self.run.recipe.train
         average_gradients(state.energy.parameters(), self.run.world)  # before clipping, as the reference does
-        if settings.grad_clip:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, settings.grad_clip)
-        else:
-            grads = [p.grad for p in self.parameters if p.grad is not None]
-            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else total.new_zeros(())
-        # (gradients, their norm and the summed loss carry no graph: no detach needed)
-        metrics["grad_norm"], metrics["loss"] = grad_norm, total
-        with torch.no_grad():  # (computed afresh only when no term of the second backward pass used them)
-            metrics["e_pos"] = batch.e_pos_scales.mean()  # averaged over scales, as the reference logs it
+        with torch.no_grad():
+            # the mean energies, averaged over scales as the reference logs them; computed afresh
+            # only when no term of the second backward pass used them
+            watched = {"loss": total, "e_pos": batch.e_pos_mean}
             if batch.x_neg is not None:
-                metrics["e_neg"] = batch.e_neg_scales.mean()
-        self.check_divergence(metrics)
+                watched["e_neg"] = batch.e_neg_mean
+            if settings.grad_clip:
+                norms = [torch.nn.utils.clip_grad_norm_(self.parameters, settings.grad_clip)]
+            else:
+                norms = torch._foreach_norm([p.grad for p in self.parameters if p.grad is not None])
+            # one stack of everything the divergence check watches: one read of the device
+            values = torch.stack([*watched.values(), *norms])
+            for name, value in watched.items():  # (the loss and gradients carry no graph)
+                metrics[name] = value.detach() if value.requires_grad else value
+            if diagnosed or settings.grad_clip:
+                metrics["grad_norm"] = norms[0] if settings.grad_clip else torch.linalg.vector_norm(values[len(watched):])
+        self.check_divergence(values, list(watched))
         state.optimizer.step()
 
-    def check_divergence(self, metrics: dict[str, Any]) -> None:
-        """Stop on a non-finite loss, energy or gradient, or on ``energy_bound``: one flag is
-        computed on the device and read (the update's only host synchronisation)."""
+    def check_divergence(self, values: torch.Tensor, names: list[str]) -> None:
+        """Stop on a non-finite loss, energy or gradient, or on ``energy_bound``.
+
+        :param values: the watched numbers stacked on the device, read here at once (the
+            update's only host synchronisation): ``names``' values, then the gradient norms
+            (one per parameter, or the clipped total).
+        """
         step, bound = self.run.state.step + 1, self.run.recipe.train.energy_bound
-        names = [k for k in ("loss", "e_pos", "e_neg", "grad_norm") if k in metrics]
-        values = torch.stack([metrics[k] for k in names])  # 0-d tensors (Trainer.step)
-        healthy = torch.isfinite(values).all()
+        read = values.tolist()
+        healthy = all(map(math.isfinite, read))
         if bound is not None:
-            healthy = healthy & (values[names.index("e_pos")].abs() <= bound)
+            healthy = healthy and abs(read[names.index("e_pos")]) <= bound
         # every rank stops (or rolls back) together: one rank alone would leave the others waiting
-        if not any_rank(not bool(healthy), self.run.world, self.run.device):
+        if not any_rank(not healthy, self.run.world, self.run.device):
             return
-        watched = dict(zip(names, values.tolist(), strict=True))
+        watched = dict(zip(names, read, strict=False))
+        watched["grad_norm"] = math.sqrt(sum(v * v for v in read[len(names):]))
         if not all(map(math.isfinite, watched.values())):
             shown = ", ".join(f"{k} {v}" for k, v in watched.items())
             raise TrainingDiverged(f"training diverged at step {step}: {shown} are not all finite", step)

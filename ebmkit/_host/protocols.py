@@ -257,7 +257,9 @@ class TrainBatch:
 
     The energies of the positive and negative samples are computed once, on first use, and
     shared by every term. ``e_pos`` is E(x+), shape ``(B,)``; ``e_pos_scales`` holds each
-    scale of a multi-scale energy apart, shape ``(B, S)`` (S = 1 for any other energy).
+    scale of a multi-scale energy apart, shape ``(B, S)`` (S = 1 for any other energy);
+    ``e_pos_mean`` is their mean over the batch and the scales, the number contrastive
+    divergence minimises and the loop logs as ``e_pos``. The same for ``e_neg``.
 
     :ivar x_neg: the sampler's samples (detached), or None when no term needs negatives.
     :ivar x_neg_graph: the samples with the graph of the sampler's last k steps, when a term's
@@ -276,9 +278,26 @@ class TrainBatch:
     conditional_negatives: bool = True
     _cache: dict[str, Tensor] = attrs.field(factory=dict, repr=False)
 
-    def _scales(self, key: str, x: Tensor, cond: Tensor | None) -> Tensor:
+    def _energies(self, side: str) -> Tensor:
+        """The energy's own output for one side: ``(B, S)`` for a multi-scale energy, else ``(B,)``
+        (kept as it comes: a view to ``(B, 1)`` would cost an op forward and one backward)."""
+        if side not in self._cache:
+            if side == "pos":
+                x, cond = self.x_pos, self.cond
+            else:
+                if self.x_neg is None:
+                    raise EbmkitError(
+                        "a loss term asked for the negative samples' energies, but no term of this recipe needs negatives "
+                        "(each declares needs.negatives = False), so the sampler was not run"
+                    )
+                x = self.x_neg.detach() if self.x_neg.requires_grad else self.x_neg  # (a sampler's x is detached already)
+                cond = self.cond if self.conditional_negatives else None
+            self._cache[side] = self.energy(x, cond, per_scale=True) if is_multiscale(self.energy) else self.energy(x, cond)
+        return self._cache[side]
+
+    def _derived(self, key: str, side: str, make: Callable[[Tensor], Tensor]) -> Tensor:
         if key not in self._cache:
-            self._cache[key] = scale_energies(self.energy, x, cond)
+            self._cache[key] = make(self._energies(side))
         return self._cache[key]
 
     def release_graph(self) -> None:
@@ -290,25 +309,35 @@ class TrainBatch:
 
     @property
     def e_pos_scales(self) -> Tensor:
-        return self._scales("pos", self.x_pos, self.cond)
+        return self._derived("pos_scales", "pos", _as_scales)
 
     @property
     def e_neg_scales(self) -> Tensor:
-        if self.x_neg is None:
-            raise EbmkitError(
-                "a loss term asked for the negative samples' energies, but no term of this recipe needs negatives "
-                "(each declares needs.negatives = False), so the sampler was not run"
-            )
-        x_neg = self.x_neg.detach() if self.x_neg.requires_grad else self.x_neg  # (a sampler's x is detached already)
-        return self._scales("neg", x_neg, self.cond if self.conditional_negatives else None)
+        return self._derived("neg_scales", "neg", _as_scales)
 
     @property
     def e_pos(self) -> Tensor:
-        return self.e_pos_scales.sum(1)
+        return self._derived("pos_sum", "pos", _summed)
 
     @property
     def e_neg(self) -> Tensor:
-        return self.e_neg_scales.sum(1)
+        return self._derived("neg_sum", "neg", _summed)
+
+    @property
+    def e_pos_mean(self) -> Tensor:
+        return self._derived("pos_mean", "pos", torch.mean)
+
+    @property
+    def e_neg_mean(self) -> Tensor:
+        return self._derived("neg_mean", "neg", torch.mean)
+
+
+def _as_scales(energies: Tensor) -> Tensor:
+    return energies if energies.dim() == 2 else energies.unsqueeze(1)
+
+
+def _summed(energies: Tensor) -> Tensor:
+    return energies.sum(1) if energies.dim() == 2 else energies
 
 
 @attrs.define

@@ -10,4 +10,4 @@ class ContrastiveDivergence:
     """Contrastive divergence: mean E(x+) - mean E(x-), the negatives detached (scales averaged)."""
 
     def __call__(self, batch: TrainBatch) -> LossOutput:
-        return LossOutput(batch.e_pos_scales.mean() - batch.e_neg_scales.mean())
+        return LossOutput(batch.e_pos_mean - batch.e_neg_mean)

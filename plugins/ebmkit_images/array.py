@@ -286,7 +286,7 @@ class ArrayDataset(torch.utils.data.Dataset):
         return (x, self.targets[index]) if self.targets is not None else x
 
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.samples[indices], None if self.targets is None else self.targets[indices]
+        return self.samples.index_select(0, indices), None if self.targets is None else self.targets.index_select(0, indices)
 
 
 def infer_domain(samples: np.ndarray) -> tuple[float, float] | None:

@@ -65,8 +65,8 @@ class TorchvisionCifar(torch.utils.data.Dataset):
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         from ebmkit_images.dequantize import dequantize
 
-        x = dequantize(self.images[indices].float() / 255)
-        return x, self.labels[indices] if self.conditional else None
+        x = dequantize(self.images.index_select(0, indices).float() / 255)
+        return x, self.labels.index_select(0, indices) if self.conditional else None
 
 
 @attrs.define(kw_only=True)

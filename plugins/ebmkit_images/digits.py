@@ -140,8 +140,8 @@ class Digits(torch.utils.data.Dataset):
         return first_item(self.read_batch(torch.tensor([index])))
 
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.images[indices]
+        x = self.images.index_select(0, indices)
         if not self.binarize:
             x = x + torch.rand_like(x) / (LEVELS + 1)
         x = x.expand(-1, self.channels, -1, -1).clone() if self.channels == 3 else x
-        return x, self.labels[indices] if self.conditional else None
+        return x, self.labels.index_select(0, indices) if self.conditional else None

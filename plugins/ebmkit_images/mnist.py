@@ -157,10 +157,10 @@ class TorchvisionMnist(torch.utils.data.Dataset):
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         from ebmkit_images.dequantize import dequantize
 
-        x = self.images[indices].float()
+        x = self.images.index_select(0, indices).float()
         x = x if self.binarize else dequantize(x / 255)
         x = x.expand(-1, self.channels, -1, -1).clone() if self.channels == 3 else x
-        return x, self.labels[indices] if self.conditional else None
+        return x, self.labels.index_select(0, indices) if self.conditional else None
 
 
 @attrs.define(kw_only=True)

@@ -147,9 +147,9 @@ class Shapes(torch.utils.data.Dataset):
         from ebmkit_images.dequantize import dequantize
 
         if self._binary is not None:
-            x = self._binary[indices].float()
+            x = self._binary.index_select(0, indices).float()
         else:
-            x = self.images[indices].float() / 255
+            x = self.images.index_select(0, indices).float() / 255
             x = dequantize(x) if self.dequantize else x
         labels = None if self.label is None else self.attributes[indices, list(ATTRIBUTES).index(self.label)]
         return x, labels

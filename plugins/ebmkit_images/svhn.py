@@ -54,4 +54,4 @@ class Svhn(torch.utils.data.Dataset):
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         from ebmkit_images.dequantize import dequantize
 
-        return dequantize(self.images[indices].float() / 255), None
+        return dequantize(self.images.index_select(0, indices).float() / 255), None

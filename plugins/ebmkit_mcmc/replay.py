@@ -40,7 +40,7 @@ class ReplayBuffer:
     def reference_samples(self, n: int, *, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
         """``n`` stored samples drawn uniformly with replacement (decoded, ``on_draw`` applied)."""
         index = torch.randint(self.size, (n,), device=self.storage.device)
-        x = self._decode(self.storage[index], dtype)
+        x = self._decode(self.storage.index_select(0, index), dtype)
         if device is not None:
             x = x.to(device)
         if self.on_draw is not None:

@@ -245,4 +245,4 @@ class Density2DDataset(torch.utils.data.Dataset):
         return self.points[index]
 
     def read_batch(self, indices: Tensor) -> tuple[Tensor, None]:
-        return self.points[indices], None
+        return self.points.index_select(0, indices), None

@@ -39,7 +39,7 @@ class GaussianData(torch.utils.data.Dataset):
         return self.points[index]
 
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return self.points[indices], None
+        return self.points.index_select(0, indices), None
 
 
 class QuadraticEnergy(Energy):
