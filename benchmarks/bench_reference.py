@@ -376,9 +376,9 @@ def main() -> None:
     torch.manual_seed(0)
 
     step = reference_iteration(args.reference, args.batch, args.steps, device)
-    _timed(step, device)  # warm-up
+    timed(step, device)  # warm-up
     times = [timed(step, device) for _ in range(args.rounds)]
-    quirk = 2 * min(_timed(timeit.timeit, device) for _ in range(3))  # the two timeit.timeit() calls per iteration
+    quirk = 2 * min(timed(timeit.timeit, device) for _ in range(3))  # the two timeit.timeit() calls per iteration
 
     print(f"reference: Improved CD train.py loop body, CIFAR-10 flags, {args.reference}")
     print(f"device={device} threads={torch.get_num_threads()} batch={args.batch} langevin_steps={args.steps} "

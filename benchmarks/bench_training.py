@@ -34,7 +34,7 @@ from ebmkit._engine.loop import Trainer
 from ebmkit._host.protocols import TrainBatch
 from ebmkit._recipes.recipe import load
 from ebmkit._engine.run import setup
-from timing import synchronize
+from timing import interleaved, summary, synchronize
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "improved_cd_cifar10.toml"

@@ -145,3 +145,23 @@ def test_a_recipe_whose_terms_do_not_depend_on_the_weights_is_refused(tmp_path, 
     trainer = Trainer(setup(recipe, tmp_path, live=False, registries=registries))
     with pytest.raises(ebmkit.EbmkitError, match="no loss term of this recipe \\(constant\\) depends on the energy's parameters"):
         trainer.update()
+
+
+def test_gradients_are_cleared_as_zero_grad_would_and_an_optimizers_own_zero_grad_is_called():
+    from ebmkit._engine.loop import clear_gradients
+
+    calls = []
+
+    class OwnZeroGrad(torch.optim.SGD):
+        def zero_grad(self, set_to_none: bool = True) -> None:
+            calls.append(set_to_none)
+            super().zero_grad(set_to_none)
+
+    first, second = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([{"params": [first]}, {"params": [second], "lr": 0.5}], lr=0.1)
+    first.grad, second.grad = torch.ones(2), torch.ones(3)
+    clear_gradients(optimizer)
+    assert first.grad is None and second.grad is None  # every group's
+    first.grad = torch.ones(2)
+    clear_gradients(OwnZeroGrad([first], lr=0.1))
+    assert calls == [True] and first.grad is None

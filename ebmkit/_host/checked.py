@@ -60,10 +60,9 @@ def sample(sampler: Any, energy: Any, x0: torch.Tensor, **kwargs: Any) -> Sample
 def draw(buffer: Any, n: int, data: torch.Tensor) -> torch.Tensor:
     """``buffer.draw(n, data)``, checked: ``n`` chain starts shaped like the data's samples."""
     x = buffer.draw(n, data)
-    want = (n, *data.shape[1:])
-    if not isinstance(x, torch.Tensor) or tuple(x.shape) != want:
+    if not isinstance(x, torch.Tensor) or x.shape[:1] != (n,) or x.shape[1:] != data.shape[1:]:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else _kind_of(x)
-        raise _broken(buffer, f"draw({n}, data)", f"returned {got}", f"a tensor of shape {want}")
+        raise _broken(buffer, f"draw({n}, data)", f"returned {got}", f"a tensor of shape {(n, *data.shape[1:])}")
     return x
 
 

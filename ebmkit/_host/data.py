@@ -66,6 +66,7 @@ class DataStream:
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch, self.position = -1, 0
         self._order = torch.empty(0, dtype=torch.long)
+        self._batches: tuple[torch.Tensor, ...] = ()
         self._epoch_start = self.generator.get_state()
 
     def _start_epoch(self) -> None:
@@ -83,12 +84,14 @@ class DataStream:
         # Every rank draws the same permutation and takes its own interleaved share of it, as
         # DistributedSampler does (each epoch's shares are disjoint and equally long).
         self._order = order[self.rank :: self.world_size][: self.share]
+        self._batches = self._order.split(self.batch_size)  # (views, made once an epoch rather than a slice an update)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The next batch and its labels (None for unlabelled data)."""
         if self.epoch < 0 or self.position + self.batch_size > len(self._order):
             self._start_epoch()
-        indices = self._order[self.position : self.position + self.batch_size]
+        chunk, offset = divmod(self.position, self.batch_size)
+        indices = self._order[self.position : self.position + self.batch_size] if offset else self._batches[chunk]
         self.position += self.batch_size
         return stack_samples(self.dataset, indices)
 

@@ -9,9 +9,8 @@ with its TOML path, not deep inside a run.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -94,17 +93,21 @@ def scale_energies(energy: torch.nn.Module, x: Tensor, cond: Tensor | None = Non
 _DIAGNOSTICS = contextvars.ContextVar("ebmkit_diagnostics", default=True)
 
 
-@contextlib.contextmanager
-def diagnostics(wanted: bool) -> Iterator[None]:
+class diagnostics:  # noqa: N801 (used as a function: ``with ebmkit.diagnostics(False):``)
     """Whether samplers' per-step statistics are wanted inside the block (they are outside it):
     the default of :attr:`StepContext.diagnostics`. The training loop turns them off on the
     updates it does not log, where nothing reads them; a transition may then skip the work
     they cost (Langevin's gradient norm, Gibbs's energy pass)."""
-    token = _DIAGNOSTICS.set(wanted)
-    try:
-        yield
-    finally:
-        _DIAGNOSTICS.reset(token)
+
+    # A class rather than a generator-based context manager: the loop enters one every update.
+    def __init__(self, wanted: bool):
+        self.wanted = wanted
+
+    def __enter__(self) -> None:
+        self._token = _DIAGNOSTICS.set(self.wanted)
+
+    def __exit__(self, *exc: object) -> None:
+        _DIAGNOSTICS.reset(self._token)
 
 
 @attrs.frozen

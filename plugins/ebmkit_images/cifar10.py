@@ -7,6 +7,7 @@ import torch
 
 from ebmkit import Conditioning, EbmkitError
 
+from ebmkit_images.dequantize import dequantize as dequantized
 from ebmkit_images.items import first_item
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -63,9 +64,7 @@ class TorchvisionCifar(torch.utils.data.Dataset):
         return first_item(self.read_batch(torch.tensor([index])))
 
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        from ebmkit_images.dequantize import dequantize
-
-        x = dequantize(self.images.index_select(0, indices).float() / 255)
+        x = dequantized(self.images.index_select(0, indices).float() / 255)
         return x, self.labels.index_select(0, indices) if self.conditional else None
 
 

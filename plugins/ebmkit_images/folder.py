@@ -9,6 +9,7 @@ import attrs
 import torch
 
 from ebmkit import Conditioning, EbmkitError, did_you_mean_hint
+from ebmkit_images.dequantize import dequantize as dequantized
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -61,9 +62,7 @@ class ImageFolder(torch.utils.data.Dataset):
         return len(self.files)
 
     def _image(self, index: int) -> torch.Tensor:
-        from ebmkit_images.dequantize import dequantize
-
-        return dequantize(load_image(self.files[index], self.image_size, self.channels).float() / 255)
+        return dequantized(load_image(self.files[index], self.image_size, self.channels).float() / 255)
 
     def __getitem__(self, index: int):
         return self._image(index)

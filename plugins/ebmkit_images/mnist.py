@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ebmkit import Conditioning, EbmkitError
 
+from ebmkit_images.dequantize import dequantize as dequantized
 from ebmkit_images.items import first_item
 
 #: The unpacked IDX files torchvision reads from root/<folder>/raw/ (it checks for all four, whichever split is read).
@@ -155,10 +156,8 @@ class TorchvisionMnist(torch.utils.data.Dataset):
         return first_item(self.read_batch(torch.tensor([index])))
 
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        from ebmkit_images.dequantize import dequantize
-
         x = self.images.index_select(0, indices).float()
-        x = x if self.binarize else dequantize(x / 255)
+        x = x if self.binarize else dequantized(x / 255)
         x = x.expand(-1, self.channels, -1, -1).clone() if self.channels == 3 else x
         return x, self.labels.index_select(0, indices) if self.conditional else None
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ebmkit import Conditioning, EbmkitError, did_you_mean_hint
-
+from ebmkit_images.dequantize import dequantize as dequantized
 from ebmkit_images.items import first_item
 
 SHAPES = ("circle", "square", "triangle")
@@ -94,7 +94,7 @@ class Shapes(torch.utils.data.Dataset):
     binarize: bool = False
     attributes: torch.Tensor = attrs.field(init=False, repr=False)
     images: torch.Tensor = attrs.field(init=False, repr=False)
-    #: with ``binarize``: the one-channel binary images, made once (uint8 0/1)
+    #: with ``binarize``: the one-channel binary images, made once (float 0/1, as they are read)
     _binary: torch.Tensor | None = attrs.field(init=False, repr=False, default=None)
 
     def __attrs_post_init__(self) -> None:
@@ -106,7 +106,7 @@ class Shapes(torch.utils.data.Dataset):
         self.images = (torch.cat(chunks) * 255).round().to(torch.uint8)  # stored as 8-bit, like real images
         if self.binarize:  # one channel, 1 where the shape is (its luma is above 0.25, the background's below)
             x = self.images.float() / 255
-            self._binary = (x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114 > 0.25).to(torch.uint8)
+            self._binary = (x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114 > 0.25).float()
 
     def _draw_attributes(self, generator: torch.Generator) -> torch.Tensor:
         counts = [len(values) for values in ATTRIBUTES.values()]
@@ -144,12 +144,10 @@ class Shapes(torch.utils.data.Dataset):
         return first_item(self.read_batch(torch.tensor([index])))
 
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        from ebmkit_images.dequantize import dequantize
-
         if self._binary is not None:
-            x = self._binary.index_select(0, indices).float()
+            x = self._binary.index_select(0, indices)
         else:
             x = self.images.index_select(0, indices).float() / 255
-            x = dequantize(x) if self.dequantize else x
+            x = dequantized(x) if self.dequantize else x
         labels = None if self.label is None else self.attributes[indices, list(ATTRIBUTES).index(self.label)]
         return x, labels

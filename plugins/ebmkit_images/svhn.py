@@ -8,6 +8,7 @@ import torch
 
 from ebmkit import EbmkitError
 
+from ebmkit_images.dequantize import dequantize as dequantized
 from ebmkit_images.items import first_item
 
 
@@ -52,6 +53,4 @@ class Svhn(torch.utils.data.Dataset):
         return first_item(self.read_batch(torch.tensor([index])))
 
     def read_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        from ebmkit_images.dequantize import dequantize
-
-        return dequantize(self.images.index_select(0, indices).float() / 255), None
+        return dequantized(self.images.index_select(0, indices).float() / 255), None

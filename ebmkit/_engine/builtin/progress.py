@@ -55,7 +55,8 @@ def ebmkit_log_metrics(run, step, metrics):
         stats += f"  {metrics['steps_per_s']:.1f} it/s" if "steps_per_s" in metrics else ""
         show(run, stats)
         if not run.live:
-            run.console.print(f"step {step}/{run.recipe.train.steps}  {stats}")
+            # plain text, not rendered (highlighting the numbers took ~0.5 ms a line, ~5 µs an update at log_every = 100)
+            run.console.out(f"step {step}/{run.recipe.train.steps}  {stats}", highlight=False)
         return
     groups: dict[str, list[str]] = {}
     texts: list[str] = []
