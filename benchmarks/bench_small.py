@@ -17,7 +17,8 @@ Rows (each a ratio ebmkit / bare, from the medians of the rounds):
 - ``scikit-learn BernoulliRBM, batch 10`` (when scikit-learn is installed): its ``partial_fit``
   on the same binarised batches, an outside anchor (numpy, persistent CD-1, hand-written gradient).
 
-Each round times ``--updates`` updates of each variant; the order rotates every round. A row's
+Each round times ``--updates`` updates of each variant (the quickstart: a tenth of them, in ten
+times the rounds); the order rotates every round. A row's
 ratio is the median over rounds of ebmkit's time over bare torch's in the same round: on a
 shared machine whose speed drifts, neighbours in time compare better than medians taken apart.
 
@@ -163,7 +164,7 @@ def sklearn_rbm(trainer: Trainer, batch: int) -> Callable[[], None] | None:
 def rows(rounds: int, updates: int, device: torch.device) -> list[dict]:
     out = []
 
-    def row(name: str, variants: dict[str, Callable[[], None]], per: int, unit: str) -> None:
+    def row(name: str, variants: dict[str, Callable[[], None]], per: int, unit: str, rounds: int = rounds) -> None:
         times = interleaved(variants, rounds, device)
         medians = {k: statistics.median(v) / per for k, v in times.items()}
         ratios = [a / b for a, b in zip(times["ebmkit"], times["bare torch"], strict=True)]
@@ -172,8 +173,11 @@ def rows(rounds: int, updates: int, device: torch.device) -> list[dict]:
         print(json.dumps(out[-1]), flush=True)
 
     quick = trainer_of("quickstart.toml", device, "train.log_every=100")
-    row("quickstart update", {"ebmkit": repeated(lambda: quick.after_update(quick.update()), updates),
-                              "bare torch": repeated(quickstart_bare(quick), updates)}, updates, "update")
+    # Rounds of a few updates, ten times as many: an update takes ~30 ms here, and the
+    # machine's speed drifts less between neighbours close in time.
+    short = max(1, updates // 10)
+    row("quickstart update", {"ebmkit": repeated(lambda: quick.after_update(quick.update()), short),
+                              "bare torch": repeated(quickstart_bare(quick), short)}, short, "update", rounds * 10)
 
     sampler, energy = quick.run.components.sampler, quick.run.model
     x0 = torch.rand(256, 2, device=device) * 8 - 4

@@ -394,7 +394,7 @@ def markdown(results: dict) -> str:
         lines += ["## Small models: the fixed cost of an update", "",
                   "ebmkit's update against the same arithmetic written inline with bare torch (benchmarks/bench_small.py: "
                   "the quickstart update, the chain sampler's Langevin steps on its MLP at batch 256, an RBM CD-1 update of "
-                  "recipes/rbm_shapes_cd1.toml at batch 10 and 100), one thread, in 4 × --rounds short rounds; the ratio is the median over rounds of the two times in the same round (quartiles in brackets); scikit-learn's "
+                  "recipes/rbm_shapes_cd1.toml at batch 10 and 100), one thread, in 4 × --rounds short rounds (the quickstart: 40 × --rounds rounds of 5 updates); the ratio is the median over rounds of the two times in the same round (quartiles in brackets); scikit-learn's "
                   "BernoulliRBM (numpy, its own gradient) beside the RBM row as an outside anchor." + measured(s["small"]), "",
                   bench_small.markdown(s["small"]["rows"]), ""]
     if not any(section.get("run", {}).get("device", "cpu").startswith("cuda") for section in s.values()):
