@@ -396,7 +396,11 @@ def markdown(results: dict) -> str:
                   "the quickstart update, the chain sampler's Langevin steps on its MLP at batch 256, an RBM CD-1 update of "
                   "recipes/rbm_shapes_cd1.toml at batch 10 and 100), one thread, in 4 × --rounds short rounds (the quickstart: 40 × --rounds rounds of 5 updates); the ratio is the median over rounds of the two times in the same round (quartiles in brackets); scikit-learn's "
                   "BernoulliRBM (numpy, its own gradient) beside the RBM row as an outside anchor." + measured(s["small"]), "",
-                  bench_small.markdown(s["small"]["rows"]), ""]
+                  bench_small.markdown(s["small"]["rows"]), "",
+                  "On this shared 2-core machine the medians of runs taken an hour apart differ by up to 0.04 (the quartiles "
+                  "show the spread within a run). What remains of the fixed cost is Python between the operations: the "
+                  "contract checks on what components return, the chain's step objects, the hooks and the per-update "
+                  "divergence check (one stacked read of the loss, the mean energies and each parameter's gradient norm).", ""]
     if not any(section.get("run", {}).get("device", "cpu").startswith("cuda") for section in s.values()):
         lines += ["## GPU", "", "No GPU in this run. `python benchmarks/run_all.py --device cuda` on a CUDA machine fills the "
                   "fast-path table with bf16 autocast, CUDA graphs and torch.compile at batch 128.", ""]
