@@ -78,9 +78,11 @@ def cli() -> None:
 
 
 def _load(recipe: str, overrides: tuple[str, ...]):
+    """The recipe at the path ``recipe``, or the shipped recipe of that name."""
     from ebmkit._recipes import recipe as recipe_
+    from ebmkit._recipes.shipped import resolve
 
-    return recipe_.load(recipe, overrides, _registries())
+    return recipe_.load(resolve(recipe), overrides, _registries())
 
 
 @cli.command()
@@ -90,7 +92,8 @@ def _load(recipe: str, overrides: tuple[str, ...]):
 @click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue the run in RUN_DIR from its latest checkpoint, with its own recipe.")
 @click.option("--nproc", type=click.IntRange(min=1), help="Train data-parallel in N processes on this machine (launches torchrun).")
 def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, resume_dir: str | None, nproc: int | None) -> None:
-    """Train from a TOML recipe and write a run folder; or continue one (--resume RUN_DIR).
+    """Train from a TOML recipe (a path, or the name of a shipped one: ebmkit recipes) and write
+    a run folder; or continue one (--resume RUN_DIR).
 
     Ctrl-C (or SIGTERM) writes a checkpoint, prints the command that resumes, and exits 130.
     Data-parallel: --nproc N here, or torchrun --nproc_per_node=N [--nnodes ...] -m ebmkit run ...
@@ -142,7 +145,7 @@ def _torchrun(nproc: int, recipe: str | None, overrides: tuple[str, ...], out_di
 @cli.command()
 @click.argument("expression", required=False)
 @click.option("--model", "models", multiple=True, metavar="NAME=RUN_DIR", help="A model of the expression: a run folder or checkpoint (repeatable).")
-@click.option("--recipe", "compose_file", type=click.Path(dir_okay=False), help="A compose file ([compose], [sampler], [[evaluators]]).")
+@click.option("--recipe", "compose_file", type=click.Path(dir_okay=False), help="A compose file ([compose], [sampler], [[evaluators]]), or a shipped one's name.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value, e.g. compose.num_samples=16 (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: a new folder under compositions/).")
 def compose(expression: str | None, models: tuple[str, ...], compose_file: str | None, overrides: tuple[str, ...], out_dir: str | None) -> None:
@@ -157,6 +160,10 @@ def compose(expression: str | None, models: tuple[str, ...], compose_file: str |
 
     from ebmkit._model import composition as compose_
 
+    if compose_file is not None:
+        from ebmkit._recipes.shipped import resolve
+
+        compose_file = str(resolve(compose_file))
     checked = compose_.plan(compose_file, expression, models, overrides)
     folder = Path(out_dir) if out_dir else Path("compositions") / f"{_slug(checked.settings.expression)}-{datetime.now():%Y%m%d-%H%M%S}"
     console.print(f"[bold]ebmkit compose[/] {escape(checked.settings.expression)} -> {folder}", soft_wrap=True)
@@ -197,8 +204,8 @@ def _slug(text: str) -> str:
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value (repeatable).")
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Check a recipe without running it: every name and parameter, then build every component
-    (on the CPU, with the real data); report every problem."""
+    """Check a recipe (a path, or a shipped recipe's name) without running it: every name and
+    parameter, then build every component (on the CPU, with the real data); report every problem."""
     from ebmkit._recipes.build import build
     from ebmkit._engine.run import usable_device
 
@@ -212,6 +219,35 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     except EbmkitError as exc:
         console.print(f"[yellow]note:[/] {escape(str(exc))}; it built on the CPU")
     out.print(f"{recipe}: OK ({count} components built)")
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def recipes(ctx: click.Context) -> None:
+    """List the recipes that ship with ebmkit; run one by name (ebmkit run quickstart) or copy it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ebmkit._recipes import shipped
+
+    names = shipped.names()
+    table = Table(box=None, pad_edge=False)
+    table.add_column("recipe", style="bold", no_wrap=True, min_width=max(map(len, names)))
+    table.add_column("what it trains", no_wrap=True, overflow="ellipsis")  # one line a recipe, cut to the terminal
+    for name in names:
+        table.add_row(name, escape(shipped.describe(name, width=200)))
+    out.print(table)
+    out.print("run one: ebmkit run NAME; copy one to edit: ebmkit recipes copy NAME [DEST]", highlight=False)
+
+
+@recipes.command("copy")
+@click.argument("name")
+@click.argument("dest", required=False, type=click.Path())
+def recipes_copy(name: str, dest: str | None) -> None:
+    """Copy the shipped recipe NAME to DEST (a folder or a file; default ./NAME.toml); never overwrites."""
+    from ebmkit._recipes.shipped import copy
+
+    target = copy(name, dest)
+    out.print(f"wrote {target}; run it with: ebmkit run {target}", highlight=False, soft_wrap=True)
 
 
 @cli.command("list")
