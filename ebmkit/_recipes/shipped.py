@@ -7,7 +7,6 @@ it, and a wheel carries its files), so there is one source. A path always wins o
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
