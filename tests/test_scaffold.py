@@ -46,7 +46,7 @@ def test_a_scaffolded_plugin_installs_passes_its_tests_and_trains_from_a_recipe(
 @pytest.mark.parametrize("kind", sorted(COMPONENTS))
 def test_every_kind_of_example_keeps_its_contract_and_trains(kind, tmp_path, run_cli, monkeypatch, ebmkit_register, ebmkit_contract):
     name = f"example_{kind}"
-    assert run_cli("new-plugin", name, "--kind", kind, "--dir", str(tmp_path)).exit_code == 0
+    assert run_cli("new-plugin", f"example-{kind}", "--kind", kind, "--dir", str(tmp_path)).exit_code == 0  # a hyphen: an underscore in the module
     package = tmp_path / f"ebmkit-example-{kind}"
     monkeypatch.syspath_prepend(str(package / "src"))
     module = importlib.import_module(f"ebmkit_{name}")
@@ -85,3 +85,10 @@ def test_new_plugin_refuses_a_bad_name_or_an_existing_folder(tmp_path, run_cli):
     again = run_cli("new-plugin", "taken", "--kind", "loss", "--dir", str(tmp_path))
     assert again.exit_code == 2 and "already exists" in again.output
     assert (tmp_path / "ebmkit-taken" / "src" / "ebmkit_taken" / "taken.py").read_text() == before
+
+
+def test_new_plugin_refuses_a_name_whose_module_is_taken(tmp_path, run_cli):
+    taken = run_cli("new-plugin", "score", "--kind", "loss", "--dir", str(tmp_path))  # ebmkit's own score-matching plugin
+    assert taken.exit_code == 2 and "the module ebmkit_score exists already" in taken.output
+    assert "from the installed distribution ebmkit" in taken.output and "Traceback" not in taken.output
+    assert not any(tmp_path.iterdir())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import re
 import string
 from pathlib import Path
@@ -11,16 +13,18 @@ import click
 from ebmkit import EbmkitError
 from ebmkit_scaffold.templates import COMPONENTS, FILES
 
-NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+NAME = re.compile(r"[a-z][a-z0-9]*([_-][a-z0-9]+)*\Z")
 
 
 def files_for(name: str, kind: str) -> dict[str, str]:
-    """The package's files (path -> text) for a plugin ``name`` whose example component is a ``kind``."""
+    """The package's files (path -> text) for a plugin ``name`` whose example component is a
+    ``kind``; a hyphen in ``name`` is an underscore in the component's and the module's names."""
     if not NAME.match(name):
         raise EbmkitError(
-            f"plugin name {name!r}: use lowercase letters, digits and underscores, starting with a letter "
+            f"plugin name {name!r}: use lowercase letters, digits, hyphens and underscores, starting with a letter "
             "(it names the component, the module ebmkit_<name> and the package ebmkit-<name>)"
         )
+    name = name.replace("-", "_")
     component = COMPONENTS[kind]
     values = {
         "name": name, "module": f"ebmkit_{name}", "dist": f"ebmkit-{name.replace('_', '-')}",
@@ -31,6 +35,22 @@ def files_for(name: str, kind: str) -> dict[str, str]:
     for path, text in {**FILES, "src/$module/$name.py": component.code, "recipes/$name.toml": component.recipe}.items():
         out[string.Template(path).substitute(values)] = string.Template(text).substitute(values)
     return out
+
+
+def refuse_a_taken_module(module: str) -> None:
+    """Raise when ``module`` can already be imported: the new package would shadow it, or be shadowed."""
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        return
+    owners = importlib.metadata.packages_distributions().get(module, [])
+    owner = f" (from the installed distribution {', '.join(sorted(set(owners)))})" if owners else ""
+    raise EbmkitError(
+        f"the module {module} exists already{owner}: a plugin package of that name would shadow it or be "
+        "shadowed by it; choose another name (nothing was written)"
+    )
 
 
 @click.command("new-plugin")
@@ -47,6 +67,8 @@ def new_plugin(name: str, kind: str, parent: Path) -> None:
     README. Then: pip install -e ebmkit-NAME, pytest ebmkit-NAME/tests.
     """
     files = files_for(name, kind)
+    name = name.replace("-", "_")
+    refuse_a_taken_module(f"ebmkit_{name}")
     root = parent / f"ebmkit-{name.replace('_', '-')}"
     if root.exists():
         raise EbmkitError(f"{root} already exists; choose another name or --dir (nothing was written)")
