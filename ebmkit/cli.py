@@ -208,7 +208,12 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     parameter, then build every component (on the CPU, with the real data); report every problem."""
     from ebmkit._recipes.build import build
     from ebmkit._engine.run import usable_device
+    from ebmkit._model import composition
+    from ebmkit._recipes.shipped import resolve
 
+    if composition.is_compose_file(resolve(recipe)):
+        _validate_compose_file(recipe, overrides)
+        return
     loaded = _load(recipe, overrides)
     components = build(loaded, "cpu")
     count = sum(1 for _ in loaded.specs())
@@ -219,6 +224,19 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     except EbmkitError as exc:
         console.print(f"[yellow]note:[/] {escape(str(exc))}; it built on the CPU")
     out.print(f"{recipe}: OK ({count} components built)")
+
+
+def _validate_compose_file(recipe: str, overrides: tuple[str, ...]) -> None:
+    """A compose file: its tables, settings and expression (the models are loaded when composing)."""
+    from ebmkit._model import composition
+    from ebmkit._recipes.shipped import resolve
+
+    checked = composition.plan(resolve(recipe), overrides=overrides)
+    models = checked.settings.models
+    absent = [f"{name} = {folder!r}" for name, folder in models.items() if not Path(folder).exists()]
+    if absent:
+        console.print(f"[yellow]note:[/] model folders not found here (ebmkit compose needs them): {escape(', '.join(absent))}", soft_wrap=True)
+    out.print(f"{recipe}: OK (a compose file: {checked.settings.expression}, {len(models)} models)", highlight=False, soft_wrap=True)
 
 
 @cli.group(invoke_without_command=True)

@@ -58,3 +58,14 @@ def test_a_missing_path_is_reported_as_a_path(run_cli, tmp_path, monkeypatch, gi
     monkeypatch.chdir(tmp_path)
     result = run_cli("validate", given)
     assert result.exit_code == 2 and "not found" in result.output and "shipped" not in result.output
+
+
+def test_validate_checks_a_compose_file_as_one(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("validate", "compose_celebahq_smile_male")
+    assert result.exit_code == 0, result.output
+    assert "OK (a compose file: smile + male, 2 models)" in result.output
+    assert "model folders not found here" in result.output  # a note, not an error: they are trained elsewhere
+    typo = run_cli("validate", str(RECIPES / "compose_celebahq_smile_male.toml"), "--set", "compose.expresion='a'")
+    assert typo.exit_code == 2 and "compose.expresion" in typo.output and "did you mean 'expression'" in typo.output
+    assert "[[losses]]" not in typo.output  # not read as a training recipe

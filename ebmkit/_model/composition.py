@@ -64,6 +64,14 @@ class ComposePlan:
     data: dict[str, Any]
 
 
+def is_compose_file(path: str | Path) -> bool:
+    """Whether ``path`` is a readable TOML file with a ``[compose]`` table (else it is read as a recipe)."""
+    try:
+        return "compose" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False  # (reading it as a recipe reports what is wrong)
+
+
 def plan(
     path: str | Path | None, expression: str | None = None, models: Sequence[str] = (), overrides: Sequence[str] = ()
 ) -> ComposePlan:
