@@ -216,7 +216,7 @@ def main() -> None:
     import ebmkit
     from ebmkit._model import composition
     from ebmkit_images.digits import LEVELS, Digits
-    from ebmkit_images.sample_grid import save_grid
+    from ebmkit import save_grid
 
     torch.set_num_threads(1)
     runs, out = Path(args.runs), Path(args.out)

@@ -54,6 +54,7 @@ from ebmkit._host.protocols import (
 from ebmkit._host.random import normal_like
 from ebmkit._host.registry import ComponentSpec
 from ebmkit._model.expression import compose
+from ebmkit._model.grid import save_grid
 from ebmkit._model.load import load
 from ebmkit._model.sampling import sample
 from ebmkit._recipes.recipe import load as load_recipe
@@ -73,6 +74,7 @@ __all__ = [
     "registries",
     "resume_recipe",
     "sample",
+    "save_grid",
     "train",
     # The plugin contract: the marker, and what each kind of component is
     "hookimpl",

@@ -190,6 +190,30 @@ def eval_(path: str, names: tuple[str, ...], overrides: tuple[str, ...], raw: bo
         console.print(f"{escape(key)}: {shown}", soft_wrap=True)
 
 
+@cli.command("sample")
+@click.argument("path", metavar="RUN_DIR")
+@click.option("-n", "num_samples", type=click.IntRange(min=1), default=64, show_default=True, help="How many samples.")
+@click.option("--sampler", help="Another registered sampler instead of the recipe's (with its own defaults).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a value of the run's recipe, e.g. sampler.steps=100 (repeatable).")
+@click.option("--steps", type=click.IntRange(min=1), help="The sampler's number of steps.")
+@click.option("--cond", metavar="CLASS", help="A class of a conditional model (its name, or its index).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the chains' starts and noise.")
+@click.option("--raw", is_flag=True, help="The raw weights rather than the EMA.")
+@click.option("--device", help="Where to sample (default: the run's device).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: RUN_DIR/samples/step<N>_seed<S>/).")
+def sample_(path: str, num_samples: int, sampler: str | None, overrides: tuple[str, ...], steps: int | None, cond: str | None,
+            seed: int, raw: bool, device: str | None, out_dir: str | None) -> None:
+    """Draw samples from a trained run (its latest checkpoint, EMA weights) with the run's own
+    sampler: samples.png (a grid, small images scaled up; a scatter plot for 2-D points) and
+    samples.safetensors. From Python: ebmkit.sample(RUN_DIR, n)."""
+    from ebmkit._model.run_samples import sample_run
+
+    drawn = sample_run(path, num_samples, sampler=sampler, overrides=overrides, steps=steps, cond=cond, seed=seed, ema=not raw,
+                       device=device, out=out_dir, registries=_registries())
+    written = ", ".join(sorted(f.name for f in drawn.out_dir.iterdir() if f.name.startswith("samples.")))
+    console.print(f"[bold green]wrote[/] {escape(str(drawn.out_dir))}: {written} ({num_samples} samples of step {drawn.step})", soft_wrap=True)
+
+
 def _rounded(value: float | str) -> float | str:
     return value if isinstance(value, str) else round(value, 4)
 

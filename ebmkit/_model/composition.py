@@ -259,9 +259,10 @@ def _draw_samples(sampler: Any, energy: Any, noise: Any, settings: ComposeSettin
 
 def _write_samples(samples: torch.Tensor, out: Path, nrow: int) -> None:
     import safetensors.torch
-    from torchvision.utils import save_image
 
-    save_image(samples.clamp(0, 1).cpu(), out / "samples.png", nrow=nrow)
+    from ebmkit._model.grid import save_grid
+
+    save_grid(samples, out / "samples.png", nrow=nrow)  # small images scaled up to be seen
     safetensors.torch.save_file({"samples": samples.cpu().contiguous()}, str(out / "samples.safetensors"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -61,28 +62,33 @@ def _build_sampler(registries: Registries, sampler: str, params: dict[str, Any])
 
 
 def sample(
-    energy: Energy,
+    energy: Energy | str | Path,
     n: int,
     *,
-    sampler: str,
+    sampler: str | None = None,
     shape: Sequence[int] | None = None,
     steps: int | None = None,
     seed: int | None = None,
     x0: torch.Tensor | None = None,
-    cond: torch.Tensor | None = None,
+    cond: torch.Tensor | str | int | None = None,
     init: tuple[float, float] | None = None,
     return_result: bool = False,
     registries: Registries | None = None,
     **params: Any,
 ) -> torch.Tensor | SampleResult:
-    """Draw ``n`` samples from ``energy``.
+    """Draw ``n`` samples from ``energy``, or from a trained run: ``ebmkit.sample("runs/x", 64)``
+    draws with the run's own sampler and data (its latest checkpoint, EMA weights), as
+    ``ebmkit sample RUN_DIR`` does, and writes nothing.
 
+    :param energy: an energy, or a run folder or checkpoint.
     :param sampler: a sampler's registered name, or a transition's name, which means a
-        chain of that kernel (``sampler="mala"`` just works).
+        chain of that kernel (``sampler="mala"`` just works); for a run, another sampler
+        than its recipe's.
     :param shape: the shape of one sample, e.g. ``(2,)`` or ``(3, 32, 32)`` (not needed
         when ``x0`` is given).
     :param steps: the number of steps (a parameter of the sampler).
     :param seed: seeds the random numbers of this call only, leaving the global state as it was.
+    :param cond: the chains' condition labels (for a run: a class name, such as ``"odd"``, or index).
     :param x0: the chains' starting points; by default standard normal, or uniform on
         ``init = (low, high)``.
     :param params: parameters of the sampler or of the transition, each sent to the
@@ -90,6 +96,13 @@ def sample(
     :return: the samples (detached), or the full :class:`SampleResult` with its trace.
     """
     registries = registries or default_registries()
+    if isinstance(energy, str | Path):
+        if x0 is not None or shape is not None or init is not None or return_result:
+            raise EbmkitError("for a run, ebmkit.sample takes n, sampler, steps, seed, cond and the sampler's parameters; "
+                              "x0, shape, init and return_result are for an energy")
+        return _from_run(energy, n, sampler, steps, seed, cond, params, registries)
+    if sampler is None:
+        raise EbmkitError("ebmkit.sample needs sampler= (a sampler's or a transition's name) for an energy; a run folder brings its own")
     if steps is not None:
         params["steps"] = steps
     chain = _build_sampler(registries, sampler, params)
@@ -106,3 +119,14 @@ def sample(
             x0 = chain_starts(shape, init, device)(n)
         result = checked.sample(chain, energy, x0.to(device), cond=cond)
     return result if return_result else result.x
+
+
+def _from_run(path: str | Path, n: int, sampler: str | None, steps: int | None, seed: int | None, cond: Any,
+              params: dict[str, Any], registries: Registries) -> torch.Tensor:
+    from ebmkit._model.run_samples import sample_run
+
+    if isinstance(cond, torch.Tensor):
+        raise EbmkitError("for a run, give cond as a class name or index (e.g. cond=\"odd\"), not a tensor")
+    overrides = [f"sampler.{key}={value!r}" for key, value in params.items()]
+    return sample_run(path, n, sampler=sampler, overrides=overrides, steps=steps, cond=cond, seed=seed or 0, write=False,
+                      registries=registries).samples
