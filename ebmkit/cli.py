@@ -38,8 +38,12 @@ class EbmkitGroup(click.Group):
         if getattr(self, "_plugins_added", False):
             return
         self._plugins_added = True
-        try:
-            _registries().pm.hook.ebmkit_register_commands(cli=self)
+        from ebmkit._host.installed import default_plugin_manager
+
+        try:  # the plugins' modules only: listing commands builds no registry (and imports no torch)
+            pm = default_plugin_manager()
+            _warn_failed({info.name: info.error or "" for info in pm.failures})
+            pm.hook.ebmkit_register_commands(cli=self)
         except EbmkitError as exc:
             raise UserError(escape(str(exc))) from None
 
@@ -60,15 +64,21 @@ _warned = False
 
 def _registries():
     """The loaded registries; warns once about plugins that failed to load."""
-    global _warned
     from ebmkit._host.installed import default_registries
 
     registries = default_registries()
-    if not _warned:
-        _warned = True
-        for name, error in sorted(registries.failures.items()):
-            console.print(f"[yellow]warning:[/] plugin {name!r} failed to load: {escape(error)} (see 'ebmkit plugins')", soft_wrap=True)
+    _warn_failed(registries.failures)
     return registries
+
+
+def _warn_failed(failures: dict[str, str]) -> None:
+    """Warn once a process about the plugins that failed to load (or to register)."""
+    global _warned
+    if _warned or not failures:
+        return
+    _warned = True
+    for name, error in sorted(failures.items()):
+        console.print(f"[yellow]warning:[/] plugin {name!r} failed to load: {escape(error)} (see 'ebmkit plugins')", soft_wrap=True)
 
 
 @click.group(cls=EbmkitGroup)

@@ -136,3 +136,29 @@ def test_the_0_1_import_paths_still_import_with_a_warning_naming_the_public_modu
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_public_name_is_imported_lazily_from_where_the_type_checkers_see_it():
+    tree = ast.parse((ROOT / "ebmkit" / "__init__.py").read_text())
+    checking = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
+    seen = {(a.asname or a.name): (node.module, a.name) for node in checking.body if isinstance(node, ast.ImportFrom) for a in node.names}
+    assert seen == ebmkit._EXPORTS
+    assert set(ebmkit.__all__) == {*ebmkit._EXPORTS, "__version__"}
+    for name in ebmkit.__all__:
+        assert getattr(ebmkit, name) is not None, name
+    with pytest.raises(AttributeError, match="has no attribute 'Energie'"):
+        ebmkit.Energie  # noqa: B018
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["recipes"], ["run", "--help"], ["sample", "--help"]])
+def test_the_command_line_answers_help_version_and_recipes_without_importing_torch(args):
+    import os
+    import subprocess
+
+    code = ("import sys\nfrom ebmkit.cli import main\nsys.argv = ['ebmkit', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip()

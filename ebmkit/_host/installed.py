@@ -13,20 +13,30 @@ from ebmkit._host.registry import Registries
 
 
 _default: Registries | None = None
+_manager: Any = None
+
+
+def default_plugin_manager() -> Any:
+    """The process-wide plugin manager: the installed plugins loaded (their top-level modules
+    imported) but nothing registered yet, which is all the command line needs to list commands."""
+    global _manager
+    if _manager is None:
+        _manager = get_plugin_manager()
+    return _manager
 
 
 def default_registries() -> Registries:
     """The process-wide registries, loaded on first use (not at import)."""
     global _default
     if _default is None:
-        _default = Registries(get_plugin_manager())
+        _default = Registries(default_plugin_manager())
     return _default
 
 
 def reset_default_registries() -> None:
     """Forget the process-wide registries, so the next use reloads the plugins."""
-    global _default
-    _default = None
+    global _default, _manager
+    _default = _manager = None
 
 
 def create(kind: str, name: str, /, **kwargs: Any) -> Any:

@@ -8,14 +8,12 @@ the registry-driven tests all read this table; nothing else lists the kinds.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import attrs
-import torch
 
-from ebmkit._host.energy import Energy
 from ebmkit._host.errors import UnknownComponentError
-from ebmkit._host.protocols import Buffer, Dataset, Evaluator, Loss, Sampler, Transition
 
 
 @attrs.frozen
@@ -41,14 +39,15 @@ class Kind:
     :ivar context: the context keywords a factory of this kind may accept, and what they are.
     :ivar keys: keys of the table that the run reads, not the component.
     :ivar builds: what the factory returns, for the hook's documentation.
-    :ivar protocol: the type the built object is checked against.
+    :ivar protocol: the type the built object is checked against, as ``module:name`` (imported
+        when a component is first built: listing the kinds imports no torch).
     """
 
     name: str
     singular: str
     table: str | None
     builds: str
-    protocol: type
+    protocol: str
     many: bool = False
     required: bool = False
     context: dict[str, str] = attrs.field(factory=dict)
@@ -57,6 +56,11 @@ class Kind:
     @property
     def hook(self) -> str:
         return f"ebmkit_register_{self.name}"
+
+    def protocol_type(self) -> type:
+        """The type built objects are checked against (``protocol``, imported)."""
+        module, _, name = self.protocol.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     @property
     def recipe_table(self) -> str:
@@ -80,12 +84,12 @@ class Kind:
 
 KINDS: tuple[Kind, ...] = (
     Kind(
-        "datasets", "dataset", "data", required=True, protocol=Dataset,
+        "datasets", "dataset", "data", required=True, protocol="ebmkit._host.protocols:Dataset",
         builds="a map-style ``torch.utils.data.Dataset`` of samples, or of ``(sample, label)`` pairs, with the "
         "attributes ``sample_shape``, ``domain`` (``(low, high)`` or None) and ``num_classes`` (or None).",
     ),
     Kind(
-        "energies", "energy", "energy", required=True, protocol=Energy,
+        "energies", "energy", "energy", required=True, protocol="ebmkit._host.energy:Energy",
         builds="an :class:`ebmkit.Energy`: a ``torch.nn.Module`` whose ``forward(x, cond=None)`` returns one "
         "energy per sample, shape ``(B,)``, with p(x) ∝ exp(−E(x)). A multi-scale energy also follows "
         ":class:`ebmkit.MultiScale`.",
@@ -93,36 +97,36 @@ KINDS: tuple[Kind, ...] = (
                  "num_classes": "the number of condition labels, or None"},
     ),
     Kind(
-        "samplers", "sampler", "sampler", required=True, protocol=Sampler,
+        "samplers", "sampler", "sampler", required=True, protocol="ebmkit._host.protocols:Sampler",
         builds="a :class:`ebmkit.Sampler`: ``sample(energy, x0, *, cond=None, keep_graph=0)`` "
         "returns a :class:`ebmkit.SampleResult`. A sampler that runs transitions takes them as a "
         "nested parameter (``[[sampler.transitions]]``).",
     ),
     Kind(
-        "transitions", "transition", None, protocol=Transition,
+        "transitions", "transition", None, protocol="ebmkit._host.protocols:Transition",
         builds="a :class:`ebmkit.Transition`: ``step(energy, x, ctx)`` returns a "
         ":class:`ebmkit.StepResult`. Langevin dynamics, MALA and data augmentation are transitions.",
     ),
     Kind(
-        "buffers", "buffer", "buffer", protocol=Buffer,
+        "buffers", "buffer", "buffer", protocol="ebmkit._host.protocols:Buffer",
         builds="a :class:`ebmkit.Buffer` (``draw``, ``push``, ``__len__``); one that keeps earlier "
         "samples for losses also follows :class:`ebmkit.ReferenceSet` and declares "
         "``provides=('reference_set',)``.",
         context={"noise": "a callable ``noise(n)`` that draws ``n`` fresh chain starts from the data's domain"},
     ),
     Kind(
-        "losses", "loss", "losses", many=True, required=True, protocol=Loss,
+        "losses", "loss", "losses", many=True, required=True, protocol="ebmkit._host.protocols:Loss",
         builds="a :class:`ebmkit.Loss`: ``loss(batch) -> LossOutput``, with ``needs`` "
         "(a :class:`ebmkit.Needs`) saying what the loop must produce for it.",
         keys={"weight": Key(float, 1.0, doc="the term's weight in the total loss")},
     ),
     Kind(
-        "optimizers", "optimizer", "optim", required=True, protocol=torch.optim.Optimizer,
+        "optimizers", "optimizer", "optim", required=True, protocol="torch.optim:Optimizer",
         builds="a ``torch.optim.Optimizer``.",
         context={"params": "the parameters to optimise"},
     ),
     Kind(
-        "evaluators", "evaluator", "evaluators", many=True, protocol=Evaluator,
+        "evaluators", "evaluator", "evaluators", many=True, protocol="ebmkit._host.protocols:Evaluator",
         builds="a :class:`ebmkit.Evaluator`: ``evaluate(ctx) -> dict[str, float]``; it may write "
         "files into ``ctx.out_dir``.",
         keys={"every": Key(int, 0, minimum=0, doc="evaluate every N updates (0: at the start and the end only)")},

@@ -109,7 +109,7 @@ class ComponentSpec:
             if not _out_of_memory(exc):
                 raise
             raise ComponentBuildError(self.where, f"{self.entry.label}: its parameters ask for more memory than there is ({exc})") from exc
-        protocol = self.entry.kind.protocol
+        protocol = self.entry.kind.protocol_type()
         if not isinstance(built, protocol):
             # ebmkit's protocols by their public name (ebmkit.Sampler), others by their module's
             module = "ebmkit" if protocol.__module__.startswith("ebmkit.") else protocol.__module__

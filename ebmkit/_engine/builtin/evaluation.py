@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
 from ebmkit._host.hookimpl import hookimpl
-from ebmkit._host import checked
 from ebmkit._engine.builtin import progress
 
 
@@ -31,6 +28,10 @@ def run_evaluator(name: str, evaluator, ctx, seed: int | None = None) -> dict:
     from a forked random state (seeded with ``seed`` if given), so adding one does not change
     the training run.
     """
+    import torch  # (here: loading the plugins, as listing commands does, imports no torch)
+
+    from ebmkit._host import checked
+
     devices = [ctx.device] if ctx.device.type == "cuda" else []
     modes = [(module, module.training) for module in ctx.energy.modules()]
     ctx.energy.eval()
