@@ -237,9 +237,12 @@ def _slug(text: str) -> str:
 @cli.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value (repeatable).")
-def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+@click.option("--no-data", "no_data", is_flag=True, help="Do not read the data: build the rest from the sample shape the dataset declares.")
+def validate(recipe: str, overrides: tuple[str, ...], no_data: bool) -> None:
     """Check a recipe (a path, or a shipped recipe's name) without running it: every name and
-    parameter, then build every component (on the CPU, with the real data); report every problem."""
+    parameter, then build every component (on the CPU, with the real data; with --no-data, from
+    the sample shape the dataset declares, so that a recipe can be checked away from its data);
+    report every problem."""
     from ebmkit._recipes.build import build
     from ebmkit._engine.run import usable_device
     from ebmkit._model import composition
@@ -249,15 +252,16 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
         _validate_compose_file(recipe, overrides)
         return
     loaded = _load(recipe, overrides)
-    components = build(loaded, "cpu")
-    count = sum(1 for _ in loaded.specs())
+    components = build(loaded, "cpu", read_data=not no_data)
+    count = sum(1 for _ in loaded.specs()) - no_data
     for warning in components.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     try:
         usable_device(loaded.run)
     except EbmkitError as exc:
         console.print(f"[yellow]note:[/] {escape(str(exc))}; it built on the CPU")
-    out.print(f"{recipe}: OK ({count} components built)")
+    unread = "; the data was not read" if no_data else ""
+    out.print(f"{recipe}: OK ({count} components built{unread})", highlight=False)
 
 
 def _validate_compose_file(recipe: str, overrides: tuple[str, ...]) -> None:

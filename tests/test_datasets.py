@@ -339,3 +339,33 @@ def test_celebahq_attributes_refuse_images_and_rows_they_cannot_label(tmp_path, 
     write_hq_images(tmp_path / "CelebA-HQ-img", ["0.png"])
     with pytest.raises(EbmkitError, match="both have HQ index 0"):
         build({"root": str(tmp_path)})
+
+
+@pytest.mark.parametrize("name, params", [
+    ("cifar10", {"conditional": True}), ("cifar10", {}), ("cifar100", {"conditional": True}), ("cifar100", {}),
+    ("8gaussians", {"size": 100}), ("lsun_bedroom", {"image_size": 16}),
+])
+def test_what_a_dataset_declares_without_reading_is_what_reading_it_gives(name, params, tmp_path, monkeypatch, registries):
+    write_cifar(tmp_path)
+    write_cifar100(tmp_path)
+    write_images(tmp_path / "bedrooms", 3)
+    skip_md5(monkeypatch)
+    root = {"lsun_bedroom": {"root": str(tmp_path / "bedrooms")}, "8gaussians": {}}.get(name, {"root": str(tmp_path)})
+    spec = registries.spec("datasets", name, {**root, **params})  # the checked values, defaults included
+    data = spec.build()
+    assert spec.entry.factory.declared(**spec.values) == (tuple(data.sample_shape), data.domain, data.num_classes)
+
+
+def test_validate_without_the_data_checks_a_recipe_away_from_it(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/cifar10 here
+    missing = run_cli("validate", "improved_cd_cifar10")
+    assert missing.exit_code == 2 and "CIFAR-10 was not found" in missing.output
+    result = run_cli("validate", "--no-data", "improved_cd_cifar10")
+    assert result.exit_code == 0, result.output
+    assert "improved_cd_cifar10: OK" in result.output and "the data was not read" in result.output
+    wrong = run_cli("validate", "--no-data", "improved_cd_cifar10", "--set", "energy.widht=8")
+    assert wrong.exit_code == 2 and "energy.widht" in wrong.output  # everything else is still checked
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    undeclared = run_cli("validate", "--no-data", "improved_cd_shapes", "--set", "data={name = 'image_folder', root = 'pictures'}")
+    assert undeclared.exit_code == 2 and "cannot say what its samples are without reading" in undeclared.output

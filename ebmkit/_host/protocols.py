@@ -470,6 +470,9 @@ class Dataset(Protocol):
     the samples at them stacked into one tensor and their labels (a ``LongTensor``, or None
     for unlabelled data), equal to stacking ``dataset[i]`` in that order, random draws
     included. ebmkit then reads each batch in one call instead of one per sample.
+
+    The factory that builds it may have ``declared(**params)``: ``(sample_shape, domain,
+    num_classes)`` without reading any data, for ``ebmkit validate --no-data``.
     """
 
     sample_shape: tuple[int, ...]

@@ -51,9 +51,12 @@ class Components:
     warnings: list[str] = attrs.field(factory=list)
 
 
-def build(recipe: Recipe, device: torch.device | str = "cpu") -> Components:
+def build(recipe: Recipe, device: torch.device | str = "cpu", *, read_data: bool = True) -> Components:
     """Build every component of ``recipe`` (the energy on ``device``) and check them together.
 
+    :param read_data: False builds everything but the dataset, from what the dataset declares
+        without reading (its factory's ``declared(**params)``: sample shape, domain and number of
+        classes); the energy is tried on random inputs of that shape, and ``dataset`` is None.
     :raises RecipeError: listing every component that failed, with its TOML path.
     """
     device = torch.device(device)
@@ -69,25 +72,32 @@ def build(recipe: Recipe, device: torch.device | str = "cpu") -> Components:
             problems.append(RecipeProblem(exc.where, exc.message))
             return None
 
-    dataset = attempt(recipe.one("data"))
-    if dataset is not None:
-        batch, problem = _first_batch(recipe, dataset, device)
+    if read_data:
+        dataset = attempt(recipe.one("data"))
+        data = None if dataset is None else (tuple(dataset.sample_shape), dataset.domain, dataset.num_classes)
+        if dataset is not None:
+            batch, problem = _first_batch(recipe, dataset, device)
+            if problem is not None:
+                problems.append(problem)
+                data = None
+    else:
+        dataset, (data, problem) = None, _declared(recipe.one("data"))
         if problem is not None:
             problems.append(problem)
-            dataset = None
+        else:
+            batch = _stand_in_batch(*data, device)
     context: dict[str, Any] = {}
-    if dataset is not None:
-        noise = chain_starts(dataset.sample_shape, dataset.domain, device)
-        context = {"data_shape": tuple(dataset.sample_shape), "num_classes": dataset.num_classes, "noise": noise}
-    energy = attempt(recipe.one("energy"), **context) if dataset is not None else None
+    if data is not None:
+        context = {"data_shape": data[0], "num_classes": data[2], "noise": chain_starts(data[0], data[1], device)}
+    energy = attempt(recipe.one("energy"), **context) if data is not None else None
     if energy is not None:
         energy = energy.to(device)
-        problem = _try_energy(recipe.one("energy"), energy, batch, dataset.sample_shape)
+        problem = _try_energy(recipe.one("energy"), energy, batch, data[0])
         if problem is not None:
             problems.append(problem)
             energy = None
     sampler = attempt(recipe.one("sampler"), **context)
-    buffer = attempt(recipe.one("buffer"), **context) if dataset is not None else None
+    buffer = attempt(recipe.one("buffer"), **context) if data is not None else None
     losses = [Placed(s.entry.name, attempt(s, **context), s.keys) for s in recipe.many("losses")]
     optimizer = attempt(recipe.one("optim"), params=list(energy.parameters()), **context) if energy is not None else None
     evaluators = [Placed(s.entry.name, attempt(s, **context), s.keys) for s in recipe.many("evaluators")]
@@ -101,6 +111,26 @@ def build(recipe: Recipe, device: torch.device | str = "cpu") -> Components:
     if buffer is not None and not any(needs_of(p.component).negatives for p in losses):
         components.warnings.append("[buffer] is never used: no loss term of this recipe needs negative samples")
     return components
+
+
+def _declared(spec: ComponentSpec) -> tuple[Any, RecipeProblem | None]:
+    """What the dataset of ``spec`` declares without reading: (sample shape, domain, number of classes)."""
+    declared = getattr(spec.entry.factory, "declared", None)
+    if declared is None:
+        return None, RecipeProblem(
+            spec.where, f"{spec.entry.label} cannot say what its samples are without reading its data (its factory has "
+            "no declared()); validate this recipe where the data is, without --no-data",
+        )
+    shape, domain, num_classes = declared(**spec.values)
+    return (tuple(shape), domain, num_classes), None
+
+
+def _stand_in_batch(shape: tuple[int, ...], domain: Any, num_classes: int | None, device: torch.device) -> tuple[Any, Any]:
+    """Two random samples of the declared shape, in the declared domain, to try the energy on."""
+    low, high = domain if domain is not None else (0.0, 1.0)
+    x = low + (high - low) * torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))
+    cond = torch.zeros(2, dtype=torch.long) if num_classes else None
+    return x.to(device), None if cond is None else cond.to(device)
 
 
 def _first_batch(recipe: Recipe, dataset: Any, device: torch.device) -> tuple[Any, RecipeProblem | None]:

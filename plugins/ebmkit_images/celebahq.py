@@ -143,4 +143,7 @@ def celebahq_attributes(root: str = "data/celebahq", attribute: str = "Smiling",
     return CelebAHQAttributes(root=root, attribute=attribute, image_size=image_size)
 
 
+celebahq_attributes.declared = lambda image_size=128, **_: ((3, image_size, image_size), (0.0, 1.0), 2)  # (validate --no-data)
+
+
 celebahq_attributes.params = folder_params("data/celebahq", attribute=attrs.field(default="Smiling", type=str))

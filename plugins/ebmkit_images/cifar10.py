@@ -25,9 +25,15 @@ class TorchvisionCifar(torch.utils.data.Dataset):
 
     sample_shape = (3, 32, 32)
     domain = (0.0, 1.0)
+    class_count = 10
     reader = "CIFAR10"  # the class in torchvision.datasets
     title = "CIFAR-10"
     layout = "cifar-10-batches-py/data_batch_1 ... test_batch"
+
+    @classmethod
+    def declared(cls, conditional: bool = False, **_: object) -> tuple[tuple[int, ...], tuple[float, float], int | None]:
+        """Sample shape, domain and number of classes without reading the data (``validate --no-data``)."""
+        return cls.sample_shape, cls.domain, cls.class_count if conditional else None
 
     def _read(self, download: bool | None) -> None:
         """Load the split; ``download`` None: the dataset offers no download, so the error does not suggest it."""

@@ -17,6 +17,7 @@ class Cifar100(TorchvisionCifar):
     train: bool = False
     conditional: bool = False
 
+    class_count = 100
     reader = "CIFAR100"
     title = "CIFAR-100"
     layout = "cifar-100-python/train, test and meta"

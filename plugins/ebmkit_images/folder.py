@@ -151,6 +151,7 @@ def _folder(root: str, where_to_get: str):
         return ImageFolder(root=root, image_size=image_size, where_to_get=where_to_get)
 
     factory.params = folder_params(root)
+    factory.declared = lambda image_size=128, **_: ((3, image_size, image_size), (0.0, 1.0), None)  # (validate --no-data)
     return factory
 
 
@@ -223,6 +224,9 @@ class CelebAAttributes(ImageFolder):
 def celeba_attributes(root: str = "data/celeba", attribute: str = "Smiling", image_size: int = 128) -> CelebAAttributes:
     """CelebA images with one binary attribute (by name, from list_attr_celeba.txt) as the label."""
     return CelebAAttributes(root=root, attribute=attribute, image_size=image_size)
+
+
+celeba_attributes.declared = lambda image_size=128, **_: ((3, image_size, image_size), (0.0, 1.0), 2)  # (validate --no-data)
 
 
 celeba_attributes.params = folder_params("data/celeba", attribute=attrs.field(default="Smiling", type=str))

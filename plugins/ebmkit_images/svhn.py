@@ -27,6 +27,11 @@ class Svhn(torch.utils.data.Dataset):
     sample_shape = (3, 32, 32)
     domain = (0.0, 1.0)
     num_classes = None
+
+    @classmethod
+    def declared(cls, **_: object) -> tuple[tuple[int, ...], tuple[float, float], int | None]:
+        """Sample shape, domain and number of classes without reading the data (``validate --no-data``)."""
+        return cls.sample_shape, cls.domain, None
     conditioning = None
 
     def __attrs_post_init__(self) -> None:

@@ -27,6 +27,7 @@ def ebmkit_register_datasets(register):
         def factory(size: int = 50_000, seed: int = 0, _density=density) -> Density2DDataset:
             return Density2DDataset(_density, size=size, seed=seed)
 
+        factory.declared = lambda **_: (Density2DDataset.sample_shape, Density2DDataset.domain, None)  # (validate --no-data)
         register(name, factory, params=DensityParams, summary=f"2-D density: {density.summary}", provides=("exact_2d_density",))
 
     from ebmkit_toy.gaussian import GaussianData
