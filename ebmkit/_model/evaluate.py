@@ -52,17 +52,13 @@ def evaluate(
     :return: the metrics, prefixed with each evaluator's name as in training.
     """
     from ebmkit._recipes.build import build
-    from ebmkit._engine.checkpoint import find_checkpoint, read_meta, run_folder_of
+    from ebmkit._engine.checkpoint import run_folder_of
     from ebmkit._model.load import load
     from ebmkit._recipes.recipe import validate
     from ebmkit._engine.run import lock_run_folder
 
     registries = registries or default_registries()
-    folder = find_checkpoint(path)
-    meta = read_meta(folder)
-    data = copy.deepcopy(meta.get("recipe") or {})
-    if not data:
-        raise EbmkitError(f"{folder / 'meta.json'} records no recipe, so the run's data and sampler cannot be rebuilt")
+    folder, meta, data = recorded_recipe(path)
     data["evaluators"] = evaluator_tables(names, overrides)
     if device is not None:
         data.setdefault("run", {})["device"] = device
@@ -79,6 +75,19 @@ def evaluate(
     finally:
         if lock is not None:
             lock.close()
+
+
+def recorded_recipe(path: str | Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The checkpoint at ``path`` (a run folder: its latest), its meta.json, and a copy of the
+    recipe it records, from which the run's data and sampler are rebuilt."""
+    from ebmkit._engine.checkpoint import find_checkpoint, read_meta
+
+    folder = find_checkpoint(path)
+    meta = read_meta(folder)
+    data = copy.deepcopy(meta.get("recipe") or {})
+    if not data:
+        raise EbmkitError(f"{folder / 'meta.json'} records no recipe, so the run's data and sampler cannot be rebuilt")
+    return folder, meta, data
 
 
 def restore_buffer(components: Any, folder: Path, meta: dict[str, Any], device: Any) -> None:

@@ -8,7 +8,6 @@ own folder as ``samples.png`` (a grid, small images scaled up) and ``samples.saf
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,8 +45,9 @@ def sample_run(
     :param out: the folder for ``samples.png`` and ``samples.safetensors``; by default
         ``RUN_DIR/samples/step<N>_seed<S>/``. Nothing is written with ``write=False``.
     """
-    from ebmkit._engine.checkpoint import find_checkpoint, read_meta, run_folder_of
+    from ebmkit._engine.checkpoint import run_folder_of
     from ebmkit._host import checked
+    from ebmkit._model.evaluate import recorded_recipe
     from ebmkit._model.load import load
     from ebmkit._recipes.build import build
     from ebmkit._recipes.recipe import apply_overrides, validate
@@ -55,11 +55,7 @@ def sample_run(
     if n < 1:
         raise EbmkitError(f"the number of samples must be at least 1, got {n}")
     registries = registries or default_registries()
-    folder = find_checkpoint(path)
-    meta = read_meta(folder)
-    data = copy.deepcopy(meta.get("recipe") or {})
-    if not data:
-        raise EbmkitError(f"{folder / 'meta.json'} records no recipe, so the run's data and sampler cannot be rebuilt")
+    folder, meta, data = recorded_recipe(path)
     if sampler is not None:
         data["sampler"] = {"name": sampler}
     settings = [*overrides, *([f"sampler.steps={steps}"] if steps is not None else [])]
