@@ -248,8 +248,9 @@ def validate(recipe: str, overrides: tuple[str, ...], no_data: bool) -> None:
     from ebmkit._model import composition
     from ebmkit._recipes.shipped import resolve
 
-    if composition.is_compose_file(resolve(recipe)):
-        _validate_compose_file(recipe, overrides)
+    path = resolve(recipe)
+    if composition.is_compose_file(path):
+        _validate_compose_file(recipe, path, overrides)
         return
     loaded = _load(recipe, overrides)
     components = build(loaded, "cpu", read_data=not no_data)
@@ -264,12 +265,11 @@ def validate(recipe: str, overrides: tuple[str, ...], no_data: bool) -> None:
     out.print(f"{recipe}: OK ({count} components built{unread})", highlight=False)
 
 
-def _validate_compose_file(recipe: str, overrides: tuple[str, ...]) -> None:
-    """A compose file: its tables, settings and expression (the models are loaded when composing)."""
+def _validate_compose_file(recipe: str, path: Path, overrides: tuple[str, ...]) -> None:
+    """The compose file at ``path``: its tables, settings and expression (the models are loaded when composing)."""
     from ebmkit._model import composition
-    from ebmkit._recipes.shipped import resolve
 
-    checked = composition.plan(resolve(recipe), overrides=overrides)
+    checked = composition.plan(path, overrides=overrides)
     models = checked.settings.models
     absent = [f"{name} = {folder!r}" for name, folder in models.items() if not Path(folder).exists()]
     if absent:

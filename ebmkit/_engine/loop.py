@@ -262,7 +262,7 @@ class Trainer:
         # every rank stops (or rolls back) together: one rank alone would leave the others waiting
         if not any_rank(not healthy, self.run.world, self.run.device):
             return
-        watched = dict(zip(names, read, strict=False))
+        watched = dict(zip(names, read[: len(names)], strict=True))
         watched["grad_norm"] = math.sqrt(sum(v * v for v in read[len(names):]))
         if not all(map(math.isfinite, watched.values())):
             shown = ", ".join(f"{k} {v}" for k, v in watched.items())

@@ -84,9 +84,16 @@ def scale_energies(energy: torch.nn.Module, x: Tensor, cond: Tensor | None = Non
     The call goes through ``energy`` itself, wrappers included, so a device strategy's
     hooks (gradient synchronisation) still see it.
     """
-    if is_multiscale(energy):
-        return energy(x, cond, per_scale=True)
-    return energy(x, cond)[:, None]
+    return _as_scales(own_energies(energy, x, cond))
+
+
+def own_energies(energy: torch.nn.Module, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    """E(x) as the energy gives it: its scales apart, ``(B, S)``, for a multi-scale energy; else ``(B,)``."""
+    return energy(x, cond, per_scale=True) if is_multiscale(energy) else energy(x, cond)
+
+
+def _as_scales(energies: Tensor) -> Tensor:
+    return energies if energies.dim() == 2 else energies.unsqueeze(1)
 
 
 # -- transitions and samplers -----------------------------------------------------------------
@@ -295,7 +302,7 @@ class TrainBatch:
                     )
                 x = self.x_neg.detach() if self.x_neg.requires_grad else self.x_neg  # (a sampler's x is detached already)
                 cond = self.cond if self.conditional_negatives else None
-            self._cache[side] = self.energy(x, cond, per_scale=True) if is_multiscale(self.energy) else self.energy(x, cond)
+            self._cache[side] = own_energies(self.energy, x, cond)
         return self._cache[side]
 
     def _derived(self, key: str, side: str, make: Callable[[Tensor], Tensor]) -> Tensor:
@@ -333,10 +340,6 @@ class TrainBatch:
     @property
     def e_neg_mean(self) -> Tensor:
         return self._derived("neg_mean", "neg", torch.mean)
-
-
-def _as_scales(energies: Tensor) -> Tensor:
-    return energies if energies.dim() == 2 else energies.unsqueeze(1)
 
 
 def _summed(energies: Tensor) -> Tensor:

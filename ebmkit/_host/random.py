@@ -3,6 +3,8 @@ streams and for a run state that must continue exactly where it stopped."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -45,3 +47,13 @@ def normal_like(x: torch.Tensor) -> torch.Tensor:
     if x.is_contiguous():  # memory order is logical order: randn_like draws the same numbers, and costs less
         return torch.randn_like(x)
     return torch.randn(x.shape, dtype=x.dtype, device=x.device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Inside the block, the random numbers start from ``seed`` (when given); afterwards every
+    generator is as it was. manual_seed reseeds every GPU's generator too, so all are forked."""
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield

@@ -47,6 +47,7 @@ def sample_run(
     """
     from ebmkit._engine.checkpoint import run_folder_of
     from ebmkit._host import checked
+    from ebmkit._host.random import seeded
     from ebmkit._model.evaluate import recorded_recipe
     from ebmkit._model.load import load
     from ebmkit._recipes.build import build
@@ -72,8 +73,7 @@ def sample_run(
         cond = int(cond)  # a class index, where no class has that name
     chosen = energy.given(cond) if cond is not None else energy
     step = int(meta.get("step", 0))
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
-        torch.manual_seed(seed)
+    with seeded(seed):
         samples = checked.sample(components.sampler, chosen, components.noise(n)).x.detach()
     out_dir = None
     if write:

@@ -14,6 +14,7 @@ from ebmkit._host.data import chain_starts
 from ebmkit._host.energy import Energy
 from ebmkit._host.errors import EbmkitError, UnknownComponentError, did_you_mean_hint
 from ebmkit._host.protocols import SampleResult
+from ebmkit._host.random import seeded
 from ebmkit._host.registry import Entry, Registries
 from ebmkit._host.installed import default_registries
 
@@ -109,10 +110,7 @@ def sample(
     device = next((p.device for p in energy.parameters()), x0.device if x0 is not None else torch.device("cpu"))
     if cond is not None:
         cond = cond.to(device)
-    # manual_seed reseeds every CUDA generator too, so all of them are restored afterwards.
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded(seed):
         if x0 is None:
             if shape is None:
                 raise EbmkitError("ebmkit.sample needs shape= (the shape of one sample) or x0=")

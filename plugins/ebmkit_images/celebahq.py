@@ -9,7 +9,7 @@ import attrs
 import torch
 
 from ebmkit import EbmkitError
-from ebmkit_images.folder import EXTENSIONS, CelebAAttributes, attribute_column, folder_params, read_attributes
+from ebmkit_images.folder import EXTENSIONS, CelebAAttributes, attribute_column, declared_rgb, folder_params, read_attributes
 
 IMAGES_FOLDER = "CelebA-HQ-img"
 MAPPING_FILES = ("CelebA-HQ-to-CelebA-mapping.txt", "image_list.txt")
@@ -143,7 +143,7 @@ def celebahq_attributes(root: str = "data/celebahq", attribute: str = "Smiling",
     return CelebAHQAttributes(root=root, attribute=attribute, image_size=image_size)
 
 
-celebahq_attributes.declared = lambda image_size=128, **_: ((3, image_size, image_size), (0.0, 1.0), 2)  # (validate --no-data)
+celebahq_attributes.declared = declared_rgb(2)
 
 
 celebahq_attributes.params = folder_params("data/celebahq", attribute=attrs.field(default="Smiling", type=str))

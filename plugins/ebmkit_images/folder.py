@@ -146,12 +146,21 @@ def image_folder(
     return folder_type(root=root, image_size=image_size, channels=channels)
 
 
+def declared_rgb(num_classes: int | None):
+    """A folder factory's ``declared(**params)`` (for ``validate --no-data``): RGB images of
+    ``image_size``, in [0, 1], with ``num_classes`` labels."""
+    def declared(image_size: int = 128, **_: object) -> tuple[tuple[int, ...], tuple[float, float], int | None]:
+        return (3, image_size, image_size), ImageFolder.domain, num_classes
+
+    return declared
+
+
 def _folder(root: str, where_to_get: str):
     def factory(root: str = root, image_size: int = 128) -> ImageFolder:
         return ImageFolder(root=root, image_size=image_size, where_to_get=where_to_get)
 
     factory.params = folder_params(root)
-    factory.declared = lambda image_size=128, **_: ((3, image_size, image_size), (0.0, 1.0), None)  # (validate --no-data)
+    factory.declared = declared_rgb(None)
     return factory
 
 
@@ -226,7 +235,7 @@ def celeba_attributes(root: str = "data/celeba", attribute: str = "Smiling", ima
     return CelebAAttributes(root=root, attribute=attribute, image_size=image_size)
 
 
-celeba_attributes.declared = lambda image_size=128, **_: ((3, image_size, image_size), (0.0, 1.0), 2)  # (validate --no-data)
+celeba_attributes.declared = declared_rgb(2)
 
 
 celeba_attributes.params = folder_params("data/celeba", attribute=attrs.field(default="Smiling", type=str))
