@@ -22,9 +22,9 @@ import torch
 
 import ebmkit
 
-from ebmkit_improved_cd.resnet import ResNetEnergy
-from ebmkit_mcmc.augment import Augment
-from ebmkit_mcmc.chain import Chain, Scheduled
+from ebmkit.plugins.improved_cd.resnet import ResNetEnergy
+from ebmkit.plugins.mcmc.augment import Augment
+from ebmkit.plugins.mcmc.chain import Chain, Scheduled
 from timing import timed
 
 

@@ -16,7 +16,7 @@ the benchmark at that folder:
 
 How the two steps compare (read from torchebm 0.8.9's source):
 
-- ebmkit (``ebmkit_mcmc.langevin.Langevin`` with ``noise_std`` set):
+- ebmkit (``ebmkit.plugins.mcmc.langevin.Langevin`` with ``noise_std`` set):
       x <- x - eta * grad E(x) + sigma * xi,                  sigma = noise_std
 - torchebm (``LangevinDynamics`` -> ``EulerMaruyamaIntegrator.step``):
       x <- x + eta * (-grad E(x)) + sqrt(2 * noise_scale**2) * sqrt(eta) * xi
@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 import ebmkit
-from ebmkit_mcmc.chain import Chain, Scheduled
+from ebmkit.plugins.mcmc.chain import Chain, Scheduled
 from timing import timed
 
 INSTALL_HINT = (
@@ -215,7 +215,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, torchebm {torchebm.__version__} ({os.path.dirname(torchebm.__file__)}), "
           f"device {device}, threads {torch.get_num_threads()}")
 
-    from ebmkit_improved_cd.resnet import ResNetEnergy
+    from ebmkit.plugins.improved_cd.resnet import ResNetEnergy
 
     torch.manual_seed(0)
     cases = [

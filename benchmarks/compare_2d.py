@@ -29,8 +29,8 @@ from safetensors.torch import load_file, save_file
 import ebmkit
 from ebmkit._recipes.recipe import load
 from ebmkit._engine.loop import train
-from ebmkit_toy.densities import DENSITIES, Grid
-from ebmkit_toy.density2d import energies
+from ebmkit.plugins.toy.densities import DENSITIES, Grid
+from ebmkit.plugins.toy.density2d import energies
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 

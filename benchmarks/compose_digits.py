@@ -155,8 +155,8 @@ def digit_classifier(cache: Path):
     """classifier_quality's CNN on the digits train split (as docs/compare_digits.md scores with), and its test accuracy."""
     import torch
 
-    from ebmkit_images.classifier_quality import ClassifierQuality, cached_classifier, read_labelled
-    from ebmkit_images.digits import Digits
+    from ebmkit.plugins.images.classifier_quality import ClassifierQuality, cached_classifier, read_labelled
+    from ebmkit.plugins.images.digits import Digits
 
     settings = ClassifierQuality()  # its defaults: training steps and how many images it reads
     train = read_labelled(Digits(split="train", conditional=True), settings.num_train)
@@ -170,7 +170,7 @@ def digit_classifier(cache: Path):
 def digit_set(expression: str, models: dict) -> list[int]:
     """The digits a sample of ``expression`` should be: its requirement, read on every labelling of each digit."""
     from ebmkit._model.expression import requirement
-    from ebmkit_images.digits import LABELLINGS
+    from ebmkit.plugins.images.digits import LABELLINGS
 
     labels = {labelling.attribute: [labelling.class_name(d) for d in range(10)] for labelling in LABELLINGS.values()}
     wanted = requirement(expression, models).holds(labels)
@@ -215,7 +215,7 @@ def main() -> None:
 
     import ebmkit
     from ebmkit._model import composition
-    from ebmkit_images.digits import LEVELS, Digits
+    from ebmkit.plugins.images.digits import LEVELS, Digits
     from ebmkit import save_grid
 
     torch.set_num_threads(1)

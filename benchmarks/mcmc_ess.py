@@ -6,7 +6,7 @@ with its mean and precision set to the truth. Each sampler runs ``--chains`` ind
 chains from N(0, I) with the same budget of ``--budget`` energy gradients per chain
 (Langevin takes 1 per step, MALA 2, HMC leapfrog_steps + 1), and the first ``--burn-in``
 share of the steps is dropped. Per sampler the table gives the minimum bulk and tail ESS over
-the coordinates (and the bulk ESS of the squared coordinates, x²) and the largest R-hat (ArviZ, through ``ebmkit_mcmc.diagnostics`` as the
+the coordinates (and the bulk ESS of the squared coordinates, x²) and the largest R-hat (ArviZ, through ``ebmkit.plugins.mcmc.diagnostics`` as the
 ``mcmc_diagnostics`` evaluator computes them), ESS per 1000 gradients (of the kept steps),
 the mean acceptance of the adjusted samplers, and the error of the pooled sample covariance
 whitened by the truth, ‖Σ^-½ Σ̂ Σ^-½ − I‖_F (0 is exact; Monte Carlo noise alone gives about
@@ -36,12 +36,12 @@ import time
 
 import torch
 
-from ebmkit_mcmc.chain import Chain
-from ebmkit_mcmc.diagnostics import ess_rhat, run_chains, summarize
-from ebmkit_mcmc.hmc import HMC
-from ebmkit_mcmc.langevin import Langevin
-from ebmkit_mcmc.mala import MALA
-from ebmkit_toy.gaussian import QuadraticEnergy
+from ebmkit.plugins.mcmc.chain import Chain
+from ebmkit.plugins.mcmc.diagnostics import ess_rhat, run_chains, summarize
+from ebmkit.plugins.mcmc.hmc import HMC
+from ebmkit.plugins.mcmc.langevin import Langevin
+from ebmkit.plugins.mcmc.mala import MALA
+from ebmkit.plugins.toy.gaussian import QuadraticEnergy
 
 LANGEVIN_GRID = [0.001 * 2 ** (k / 2) for k in range(12)]  # 0.001 .. 0.045
 MALA_GRID = [0.02, 0.05, 0.08, 0.1, 0.13, 0.16, 0.2, 0.25, 0.3]

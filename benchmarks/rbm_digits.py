@@ -51,7 +51,7 @@ TRAINERS: dict[str, tuple[str, list[str]] | None] = {
 def digits_split(split: str) -> torch.Tensor:
     """The binarised digits of one split, flattened: (n, 64) of 0/1."""
     from ebmkit._host.data import stack_samples
-    from ebmkit_images.digits import Digits
+    from ebmkit.plugins.images.digits import Digits
 
     data = Digits(split=split, binarize=True)
     return stack_samples(data, range(len(data)))[0].flatten(1).double()
@@ -80,7 +80,7 @@ def train_sklearn(train: torch.Tensor, hidden: int, lr: float, epochs: int, seed
     """scikit-learn's BernoulliRBM, read into an ebmkit RBM (W = components_ᵀ) to be scored the same way."""
     from sklearn.neural_network import BernoulliRBM
 
-    from ebmkit_rbm.rbm import BinaryRBM
+    from ebmkit.plugins.rbm.rbm import BinaryRBM
 
     model = BernoulliRBM(n_components=hidden, learning_rate=lr, batch_size=BATCH_SIZE, n_iter=epochs, random_state=seed)
     start = time.perf_counter()
@@ -102,7 +102,7 @@ def as_ebmkit_rbm(model, rbm_class):
 def held_out_log_likelihood(rbm, test: torch.Tensor, seed: int) -> dict:
     """Mean log p(v) over the test split: exact when the hidden layer can be enumerated (with
     AIS beside it), else AIS's."""
-    from ebmkit_rbm.likelihood import MAX_ENUMERATED, ais_log_z, exact_log_z
+    from ebmkit.plugins.rbm.likelihood import MAX_ENUMERATED, ais_log_z, exact_log_z
 
     rbm = rbm.double()
     with torch.no_grad():

@@ -149,8 +149,8 @@ def section_fast_paths(args) -> dict:
     from copy import deepcopy as copy_module
 
     from ebmkit._engine.speed import channels_last_if, fast_energy
-    from ebmkit_improved_cd.resnet import ResNetEnergy128
-    from ebmkit_mcmc.chain import Chain, Scheduled
+    from ebmkit.plugins.improved_cd.resnet import ResNetEnergy128
+    from ebmkit.plugins.mcmc.chain import Chain, Scheduled
     import ebmkit
 
     torch.manual_seed(0)
@@ -181,7 +181,7 @@ def section_torchebm(args) -> dict:
         return {"skipped": "no --torchebm-path"}
     os.environ["TORCHEBM_PATH"] = args.torchebm_path
     import bench_torchebm
-    from ebmkit_improved_cd.resnet import ResNetEnergy
+    from ebmkit.plugins.improved_cd.resnet import ResNetEnergy
 
     torch.manual_seed(0)
     big = ResNetEnergy(data_shape=(3, 32, 32)).to(args.device)
@@ -204,8 +204,8 @@ def section_augment(args) -> dict:
 
 def section_compose(args) -> dict:
     import ebmkit
-    from ebmkit_improved_cd.resnet import ResNetEnergy
-    from ebmkit_mcmc.chain import Chain, Scheduled
+    from ebmkit.plugins.improved_cd.resnet import ResNetEnergy
+    from ebmkit.plugins.mcmc.chain import Chain, Scheduled
 
     torch.manual_seed(0)
     a, b = (ResNetEnergy(width=16, data_shape=(3, 32, 32)).to(args.device) for _ in range(2))

@@ -23,7 +23,10 @@ PARTS = {
     "_engine": {"_host", "_recipes"},
     "_model": {"_host", "_recipes", "_engine"},
     "_testkit": {"_host", "_recipes", "_engine", "_model", "cli"},
+    # ebmkit's own plugins: the public module and each other, as a third party's would.
+    "plugins": {"ebmkit"},
 }
+CORE = {part for part in PARTS if part != "plugins"}
 
 
 def module_name(path: Path) -> str:
@@ -124,9 +127,20 @@ def test_each_part_imports_only_the_parts_below_it(part):
     assert wrong == []
 
 
-def test_the_core_is_its_five_parts_and_the_front_door():
+def test_the_package_is_the_cores_five_parts_the_front_door_and_the_plugins():
     top = sorted(path.name for path in PACKAGE.iterdir() if not path.name.startswith((".", "__pycache__")))
-    assert top == ["__init__.py", "__main__.py", "_deprecated.py", *sorted(PARTS), "cli.py"]
+    assert top == ["__init__.py", "__main__.py", "_deprecated.py", *sorted(CORE), "cli.py", "plugins"]
+
+
+def test_nothing_outside_the_plugins_imports_one():
+    """ebmkit's own plugins are found through their entry points, like anyone's: the core, the
+    command line and the public module never import them."""
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in import_graph().items() if part_of(module) != "plugins"
+        for target in targets if part_of(target) == "plugins"
+    )
+    assert wrong == []
 
 
 def test_no_function_of_the_core_is_over_60_lines():
@@ -143,7 +157,7 @@ def test_one_helper_answers_every_unknown_name():
     """The "did you mean" of an unknown name is built by ``did_you_mean_hint`` alone."""
     builders = [
         str(path.relative_to(ROOT))
-        for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "plugins").rglob("*.py")])
+        for path in sorted(PACKAGE.rglob("*.py"))
         if "did you mean" in path.read_text() and path.name != "errors.py"
     ]
     assert builders == []

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from ebmkit_mcmc.augment import PRESETS, Augment, _blend, _gray, _shift_hue
+from ebmkit.plugins.mcmc.augment import PRESETS, Augment, _blend, _gray, _shift_hue
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ebmkit._recipes.recipe import load
-from ebmkit_mcmc.augment import Augment
-from ebmkit_mcmc.replay import ReplayBuffer
+from ebmkit.plugins.mcmc.augment import Augment
+from ebmkit.plugins.mcmc.replay import ReplayBuffer
 from tests.conftest import RECIPES
 
 

@@ -16,8 +16,8 @@ from ebmkit._host.protocols import EvalContext, SampleResult
 pytest.importorskip("torch_fidelity")
 pytest.importorskip("sklearn")
 
-from ebmkit_images import classifier_quality as quality  # noqa: E402
-from ebmkit_images.digits import Digits  # noqa: E402
+from ebmkit.plugins.images import classifier_quality as quality  # noqa: E402
+from ebmkit.plugins.images.digits import Digits  # noqa: E402
 
 SIZE = 8
 
@@ -194,7 +194,7 @@ def test_wrong_shapes_and_missing_labels_are_clear_errors(tmp_path, cache):
 def test_a_one_channel_sample_grid_is_scaled_up_with_visible_padding(tmp_path):
     from PIL import Image
 
-    from ebmkit_images.sample_grid import SampleGrid
+    from ebmkit.plugins.images.sample_grid import SampleGrid
 
     train = digits("train", conditional=False)
     ctx = EvalContext(lambda x, cond=None: x.flatten(1).sum(1), train, Replay(train.images), None, tmp_path, 3, torch.device("cpu"))
@@ -208,7 +208,7 @@ def test_a_one_channel_sample_grid_is_scaled_up_with_visible_padding(tmp_path):
 
 
 def test_one_channel_images_go_through_fid_with_stand_in_features(tmp_path, monkeypatch):
-    from ebmkit_images.fidelity import FID
+    from ebmkit.plugins.images.fidelity import FID
 
     monkeypatch.setenv("EBMKIT_CACHE_DIR", str(tmp_path / "cache"))
     reference = digits("test", conditional=False)
@@ -223,7 +223,7 @@ def test_one_channel_images_go_through_fid_with_stand_in_features(tmp_path, monk
 
 
 def test_one_channel_images_go_through_ood(tmp_path):
-    from ebmkit_images.ood import OODDetection
+    from ebmkit.plugins.images.ood import OODDetection
 
     data = digits("train", conditional=False)
     ctx = EvalContext(lambda x, cond=None: x.square().flatten(1).mean(1), data, None, None, tmp_path, 0, torch.device("cpu"))

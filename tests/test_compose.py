@@ -202,7 +202,7 @@ def test_rounds_sampler_augments_between_rounds_only():
 
 # -- OOD -------------------------------------------------------------------------------------------
 def test_auroc_is_the_mann_whitney_statistic():
-    from ebmkit_images.ood import auroc
+    from ebmkit.plugins.images.ood import auroc
 
     # pairs (in, out): 1>0, 1<2, 2>0, 2=2 (a half), 3>0, 3>2 -> 4.5 of 6
     assert auroc(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 2.0])) == 0.75
@@ -213,7 +213,7 @@ def test_auroc_is_the_mann_whitney_statistic():
 
 
 def test_shapes_exclude_and_only_leave_out_combinations():
-    from ebmkit_images.shapes import ATTRIBUTES, Shapes
+    from ebmkit.plugins.images.shapes import ATTRIBUTES, Shapes
 
     data = Shapes(size=600, exclude=[{"color": "red", "shape": "circle"}], label="color")
     red, circle = ATTRIBUTES["color"].index("red"), ATTRIBUTES["shape"].index("circle")
@@ -229,8 +229,8 @@ def test_shapes_exclude_and_only_leave_out_combinations():
 
 
 def test_chance_of_a_requirement_counts_combinations():
-    from ebmkit_images.attribute_classifier import chance
-    from ebmkit_images.shapes import ATTRIBUTES
+    from ebmkit.plugins.images.attribute_classifier import chance
+    from ebmkit.plugins.images.shapes import ATTRIBUTES
 
     m = {"color": ClassBowls([[0.0]] * 6, Conditioning("color", ATTRIBUTES["color"])),
          "shape": ClassBowls([[0.0]] * 3, Conditioning("shape", ATTRIBUTES["shape"]))}
@@ -262,7 +262,7 @@ def trained(tmp_path_factory):
 
 
 def test_load_knows_the_conditioning_of_a_trained_model(trained):
-    from ebmkit_images.shapes import ATTRIBUTES
+    from ebmkit.plugins.images.shapes import ATTRIBUTES
 
     color = ebmkit.load(trained["color"])
     assert color.conditioning == Conditioning("color", ATTRIBUTES["color"])
@@ -349,7 +349,7 @@ def test_ood_evaluator_writes_auroc_protocol_and_histograms(trained, tmp_path):
                   {"name": "svhn", "root": str(tmp_path / "no_svhn_here")}],
         num_samples=20,
     )
-    from ebmkit_images.shapes import Shapes
+    from ebmkit.plugins.images.shapes import Shapes
 
     energy = ebmkit.load(trained["color"])
     dataset = Shapes(size=8, image_size=16, label="color")

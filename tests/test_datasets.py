@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from ebmkit import EbmkitError
-from ebmkit_images.shapes import ATTRIBUTES, Shapes
+from ebmkit.plugins.images.shapes import ATTRIBUTES, Shapes
 
 
 def test_shapes_are_deterministic_and_labelled(registries):
@@ -25,7 +25,7 @@ def test_shapes_are_deterministic_and_labelled(registries):
 
 def test_shapes_draw_the_colour_they_claim():
     data = Shapes(size=60, seed=0, dequantize=False)
-    from ebmkit_images.shapes import COLORS
+    from ebmkit.plugins.images.shapes import COLORS
 
     for image, attributes in zip(data.images.float() / 255, data.attributes, strict=True):
         foreground = image.flatten(1)[:, image.flatten(1).sum(0) > 0.6]  # pixels brighter than the background

@@ -13,12 +13,12 @@ from ebmkit._host.errors import EbmkitError
 from ebmkit._host.protocols import EvalContext, TrainBatch
 from ebmkit._recipes.recipe import load
 from ebmkit._engine.loop import train
-from ebmkit_dcd.denoise import Denoise, psnr, tweedie_denoise
-from ebmkit_dcd.kernels import GaussianKernel
-from ebmkit_dcd.log_mean_exp import DCDLogMeanExp
-from ebmkit_dcd.recovery import DCDRecovery
-from ebmkit_mcmc.mala import MALA
-from ebmkit_toy.gaussian import QuadraticEnergy
+from ebmkit.plugins.dcd.denoise import Denoise, psnr, tweedie_denoise
+from ebmkit.plugins.dcd.kernels import GaussianKernel
+from ebmkit.plugins.dcd.log_mean_exp import DCDLogMeanExp
+from ebmkit.plugins.dcd.recovery import DCDRecovery
+from ebmkit.plugins.mcmc.mala import MALA
+from ebmkit.plugins.toy.gaussian import QuadraticEnergy
 
 from tests.conftest import RECIPES
 
@@ -152,7 +152,7 @@ def test_tweedie_step_is_the_exact_posterior_mean_for_a_model_of_the_noisy_data(
 
 
 def test_denoise_evaluator_reports_the_psnr_of_the_exact_denoiser(tmp_path):
-    from ebmkit_toy.gaussian import GaussianData
+    from ebmkit.plugins.toy.gaussian import GaussianData
 
     sigma = 0.5
     dataset = GaussianData(dim=2, size=4000)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ebmkit import Energy
-from ebmkit_toy.densities import DENSITIES, Grid
-from ebmkit_toy.density2d import grid_metrics
+from ebmkit.plugins.toy.densities import DENSITIES, Grid
+from ebmkit.plugins.toy.density2d import grid_metrics
 
 GRID = Grid(-4.0, 4.0, 100)
 

@@ -13,10 +13,10 @@ from ebmkit import Energy
 from ebmkit._testkit.contract import Points, check_component
 from ebmkit._host.errors import RecipeError
 from ebmkit._host.protocols import TrainBatch
-from ebmkit_dcd.energy_discrepancy import BernoulliFlip, EnergyDiscrepancy
-from ebmkit_dcd.log_mean_exp import DCDLogMeanExp
-from ebmkit_toy.gaussian import QuadraticEnergy
-from ebmkit_toy.mlp import MLPEnergy
+from ebmkit.plugins.dcd.energy_discrepancy import BernoulliFlip, EnergyDiscrepancy
+from ebmkit.plugins.dcd.log_mean_exp import DCDLogMeanExp
+from ebmkit.plugins.toy.gaussian import QuadraticEnergy
+from ebmkit.plugins.toy.mlp import MLPEnergy
 
 DATA_MEAN = torch.tensor([0.5, -1.0], dtype=torch.float64)
 DATA_COV = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)

@@ -14,7 +14,7 @@ from ebmkit._engine.run import resume_run
 from ebmkit._recipes.recipe import load
 from ebmkit._engine.run import setup
 from ebmkit._engine.speed import FastEnergy
-from ebmkit_improved_cd.resnet import ResNetEnergy
+from ebmkit.plugins.improved_cd.resnet import ResNetEnergy
 from tests.conftest import RECIPES
 
 # SGD: Adam's first steps are lr * sign(gradient), which turns round-off in a near-zero gradient into a whole step

@@ -17,7 +17,7 @@ from ebmkit._recipes.recipe import validate
 
 pytest.importorskip("torch_fidelity")
 
-from ebmkit_images import fidelity  # noqa: E402
+from ebmkit.plugins.images import fidelity  # noqa: E402
 
 
 def features_with(mean: np.ndarray, cov: np.ndarray, n: int, seed: int) -> torch.Tensor:

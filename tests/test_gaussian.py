@@ -8,7 +8,7 @@ import torch
 
 from ebmkit._recipes.recipe import load
 from ebmkit._engine.loop import train
-from ebmkit_toy.gaussian import QuadraticEnergy, kl_standard_normal_to
+from ebmkit.plugins.toy.gaussian import QuadraticEnergy, kl_standard_normal_to
 from tests.conftest import RECIPES
 
 

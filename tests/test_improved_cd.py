@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from ebmkit._host.protocols import TrainBatch
-from ebmkit_cd.cd import ContrastiveDivergence
-from ebmkit_cd.energy_l2 import EnergyL2
-from ebmkit_improved_cd.kl import KLTerm
-from ebmkit_improved_cd.nn_entropy import NearestNeighbourEntropy
-from ebmkit_improved_cd.resnet import ResNetEnergy
-from ebmkit_mcmc.chain import Chain, Scheduled
-from ebmkit_mcmc.langevin import Langevin
-from ebmkit_mcmc.replay import ReplayBuffer
-from ebmkit_toy.mlp import MLPEnergy
+from ebmkit.plugins.cd.cd import ContrastiveDivergence
+from ebmkit.plugins.cd.energy_l2 import EnergyL2
+from ebmkit.plugins.improved_cd.kl import KLTerm
+from ebmkit.plugins.improved_cd.nn_entropy import NearestNeighbourEntropy
+from ebmkit.plugins.improved_cd.resnet import ResNetEnergy
+from ebmkit.plugins.mcmc.chain import Chain, Scheduled
+from ebmkit.plugins.mcmc.langevin import Langevin
+from ebmkit.plugins.mcmc.replay import ReplayBuffer
+from ebmkit.plugins.toy.mlp import MLPEnergy
 
 STEP, NOISE = 0.1, 0.05
 
@@ -159,7 +159,7 @@ def test_multiscale_losses_average_scales_and_square_each_scale():
 
 
 def test_parameter_counts_match_the_reference():
-    from ebmkit_improved_cd.resnet import ResNetEnergy128
+    from ebmkit.plugins.improved_cd.resnet import ResNetEnergy128
 
     def count(model):
         return sum(p.numel() for p in model.parameters())

@@ -1,4 +1,4 @@
-"""JEM (plugins/ebmkit_jem): the classifier energy, the jem loss, the accuracy evaluator.
+"""JEM (ebmkit/plugins/jem): the classifier energy, the jem loss, the accuracy evaluator.
 
 Exact answers: the loss's gradient against torch's cross-entropy and against the ``cd`` loss on
 the marginal energy; the energy against closed forms of a linear classifier; and, through the
@@ -7,9 +7,7 @@ training loop, that the sampler draws the negatives from the marginal (cond=None
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import attrs
@@ -17,27 +15,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-if importlib.util.find_spec("ebmkit_jem") is None:  # until the package's entry point is installed
-    sys.path.append(str(Path(__file__).resolve().parent.parent / "plugins"))
-
-import ebmkit_jem  # noqa: E402
-from ebmkit import Energy, EbmkitError, hookimpl  # noqa: E402
-from ebmkit._recipes.build import build  # noqa: E402
-from ebmkit._testkit.contract import Points, check_component  # noqa: E402
-from ebmkit._host.errors import RecipeError  # noqa: E402
-from ebmkit._host.protocols import EvalContext, SampleResult, TrainBatch  # noqa: E402
-from ebmkit._recipes.recipe import load, validate  # noqa: E402
-from ebmkit_cd.cd import ContrastiveDivergence  # noqa: E402
-from ebmkit_jem.accuracy import ClassificationAccuracy  # noqa: E402
-from ebmkit_jem.classifier_energy import ClassifierEnergy  # noqa: E402
-from ebmkit_jem.jem import JEM  # noqa: E402
+import ebmkit.plugins.jem
+from ebmkit import Energy, EbmkitError, hookimpl
+from ebmkit._recipes.build import build
+from ebmkit._testkit.contract import Points, check_component
+from ebmkit._host.errors import RecipeError
+from ebmkit._host.protocols import EvalContext, SampleResult, TrainBatch
+from ebmkit._recipes.recipe import load, validate
+from ebmkit.plugins.cd.cd import ContrastiveDivergence
+from ebmkit.plugins.jem.accuracy import ClassificationAccuracy
+from ebmkit.plugins.jem.classifier_energy import ClassifierEnergy
+from ebmkit.plugins.jem.jem import JEM
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def jem_registered(ebmkit_register):
-    return ebmkit_register(ebmkit_jem)
+    return ebmkit_register(ebmkit.plugins.jem)
 
 
 def tiny(data_shape=(2,), classes=3, seed=0) -> ClassifierEnergy:
@@ -177,7 +172,7 @@ def test_loss_refuses_an_energy_without_logits_and_unlabelled_classification():
 
 
 def test_components_keep_their_contracts(jem_registered):
-    from ebmkit_images.shapes import Shapes
+    from ebmkit.plugins.images.shapes import Shapes
 
     shapes = Shapes(size=16, image_size=8, label="shape")
     assert check_component("energies", "classifier", {"width": 4}, dataset=shapes)
@@ -190,7 +185,7 @@ def test_components_keep_their_contracts(jem_registered):
 
 # -- the evaluator ------------------------------------------------------------------------------
 def test_accuracy_evaluator_scores_a_held_out_split(tmp_path):
-    from ebmkit_images.shapes import Shapes
+    from ebmkit.plugins.images.shapes import Shapes
 
     train_set = Shapes(size=32, image_size=8, label="color", seed=0)
     energy = ClassifierEnergy(width=4, data_shape=train_set.sample_shape, num_classes=6)
@@ -289,7 +284,7 @@ def smoke_recipe(**losses) -> dict:
 def test_training_samples_the_marginal_and_learns_to_classify(ebmkit_register, tmp_path):
     from ebmkit._engine.loop import train
 
-    ebmkit_register(ebmkit_jem)
+    ebmkit_register(ebmkit.plugins.jem)
     ebmkit_register(RecordingPlugin(), "recording")
     CALLS.clear()
     result = train(validate(smoke_recipe(), "jem through the loop"), tmp_path, live=False)
@@ -300,7 +295,7 @@ def test_training_samples_the_marginal_and_learns_to_classify(ebmkit_register, t
 
 
 def test_a_recipe_mixing_jem_with_conditional_negatives_is_refused(ebmkit_register):
-    ebmkit_register(ebmkit_jem)
+    ebmkit_register(ebmkit.plugins.jem)
     ebmkit_register(RecordingPlugin(), "recording")
     data = smoke_recipe()
     data["losses"] = [{"name": "jem"}, {"name": "cd"}]

@@ -13,8 +13,8 @@ import torch
 import ebmkit
 from ebmkit import EbmkitError
 from ebmkit._host.protocols import EvalContext
-from ebmkit_images.ood import OODDetection
-from ebmkit_jem.accuracy import ClassificationAccuracy, expected_calibration_error
+from ebmkit.plugins.images.ood import OODDetection
+from ebmkit.plugins.jem.accuracy import ClassificationAccuracy, expected_calibration_error
 from tests.conftest import load_benchmark
 
 

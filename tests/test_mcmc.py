@@ -10,9 +10,9 @@ import torch
 import ebmkit
 from ebmkit import Energy
 from ebmkit._host.protocols import StepContext, StepResult
-from ebmkit_mcmc.chain import Chain, Scheduled
-from ebmkit_mcmc.hmc import HMC
-from ebmkit_mcmc.mala import MALA
+from ebmkit.plugins.mcmc.chain import Chain, Scheduled
+from ebmkit.plugins.mcmc.hmc import HMC
+from ebmkit.plugins.mcmc.mala import MALA
 
 
 class Gaussian(Energy):

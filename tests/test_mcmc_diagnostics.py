@@ -11,14 +11,14 @@ import torch
 from ebmkit import EbmkitError
 from ebmkit._host.data import chain_starts
 from ebmkit._host.protocols import EvalContext
-from ebmkit_mcmc.chain import Chain, Scheduled
-from ebmkit_mcmc.chain_trace import ChainTrace
-from ebmkit_mcmc.diagnostics import MCMCDiagnostics, ess_rhat, run_chains
-from ebmkit_mcmc.energy_histogram import EnergyHistogram
-from ebmkit_mcmc.hmc import HMC
-from ebmkit_mcmc.langevin import Langevin
-from ebmkit_mcmc.mala import MALA
-from ebmkit_toy.gaussian import GaussianData, QuadraticEnergy
+from ebmkit.plugins.mcmc.chain import Chain, Scheduled
+from ebmkit.plugins.mcmc.chain_trace import ChainTrace
+from ebmkit.plugins.mcmc.diagnostics import MCMCDiagnostics, ess_rhat, run_chains
+from ebmkit.plugins.mcmc.energy_histogram import EnergyHistogram
+from ebmkit.plugins.mcmc.hmc import HMC
+from ebmkit.plugins.mcmc.langevin import Langevin
+from ebmkit.plugins.mcmc.mala import MALA
+from ebmkit.plugins.toy.gaussian import GaussianData, QuadraticEnergy
 
 pytest.importorskip("arviz")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 import torch
@@ -12,15 +11,9 @@ from torch.distributions import MultivariateNormal
 from ebmkit._testkit.contract import Points, check_component
 from ebmkit._host.errors import RecipeError
 from ebmkit._host.protocols import TrainBatch
-from ebmkit_toy.gaussian import QuadraticEnergy
-from tests.conftest import ROOT
-
-try:
-    import ebmkit_nce
-except ImportError:  # not installed yet (no entry point): the plugin is importable from plugins/
-    sys.path.insert(0, str(ROOT / "plugins"))
-    import ebmkit_nce
-from ebmkit_nce.nce import NoiseContrastiveEstimation
+import ebmkit.plugins.nce
+from ebmkit.plugins.toy.gaussian import QuadraticEnergy
+from ebmkit.plugins.nce.nce import NoiseContrastiveEstimation
 
 DATA_MEAN = torch.tensor([0.5, -1.0], dtype=torch.float64)
 DATA_COV = torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
@@ -36,7 +29,7 @@ NOISES = {
 
 @pytest.fixture(autouse=True)
 def nce_plugin(ebmkit_register):
-    ebmkit_register(ebmkit_nce)
+    ebmkit_register(ebmkit.plugins.nce)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
@@ -213,8 +206,8 @@ def test_the_recipe_trains_a_self_normalised_energy(tmp_path):
     normalised (log ∫ exp(−E) near 0 on the grid) without anything normalising it."""
     from ebmkit._engine.loop import train
     from ebmkit._recipes.recipe import load
-    from ebmkit_toy.densities import Grid
-    from ebmkit_toy.density2d import energies
+    from ebmkit.plugins.toy.densities import Grid
+    from ebmkit.plugins.toy.density2d import energies
     from tests.conftest import RECIPES, read_metrics
 
     overrides = ["train.steps=300", "train.log_every=100", "evaluators[0].every=0", "evaluators[0].plot=false",

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from ebmkit._host.protocols import EvalContext
-from ebmkit_dcd.denoise import Denoise
-from ebmkit_images.curves import TrainingCurves
-from ebmkit_images.ood import OODDetection
-from ebmkit_images.shapes import Shapes
-from ebmkit_toy.densities import Density2DDataset, eight_gaussians
-from ebmkit_toy.density2d import Density2DEvaluator
+from ebmkit.plugins.dcd.denoise import Denoise
+from ebmkit.plugins.images.curves import TrainingCurves
+from ebmkit.plugins.images.ood import OODDetection
+from ebmkit.plugins.images.shapes import Shapes
+from ebmkit.plugins.toy.densities import Density2DDataset, eight_gaussians
+from ebmkit.plugins.toy.density2d import Density2DEvaluator
 
 STEP = 7
 

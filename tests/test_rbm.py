@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from ebmkit._host.protocols import StepContext
-from ebmkit_rbm.gibbs import BlockGibbs
-from ebmkit_rbm.likelihood import ais_log_z, all_states, exact_log_z
-from ebmkit_rbm.rbm import BinaryRBM
+from ebmkit.plugins.rbm.gibbs import BlockGibbs
+from ebmkit.plugins.rbm.likelihood import ais_log_z, all_states, exact_log_z
+from ebmkit.plugins.rbm.rbm import BinaryRBM
 
 
 def random_rbm(visible, hidden, scale, seed=0):
@@ -65,7 +65,7 @@ def test_states_enumerate_in_binary_order():
 
 def test_likelihood_evaluator_is_the_exact_mean_log_likelihood(tmp_path):
     from ebmkit._host.protocols import EvalContext
-    from ebmkit_rbm.evaluator import RBMLikelihood
+    from ebmkit.plugins.rbm.evaluator import RBMLikelihood
 
     rbm = random_rbm(6, 4, 1.0).float()
     data = all_states(6).float()[::5]
@@ -77,7 +77,7 @@ def test_likelihood_evaluator_is_the_exact_mean_log_likelihood(tmp_path):
 
 
 def test_persistent_chains_continue_and_data_chains_restart():
-    from ebmkit_mcmc.persistent import DataChains, PersistentChains
+    from ebmkit.plugins.mcmc.persistent import DataChains, PersistentChains
 
     chains = PersistentChains(noise=lambda n: torch.zeros(n, 3))
     data = torch.ones(4, 3)

@@ -10,15 +10,15 @@ import torch
 
 from ebmkit._host.errors import EbmkitError
 from ebmkit._host.protocols import EvalContext
-from ebmkit_rbm.evaluator import RBMLikelihood
-from ebmkit_rbm.likelihood import all_states, exact_log_z
-from ebmkit_rbm.rbm import BinaryRBM
+from ebmkit.plugins.rbm.evaluator import RBMLikelihood
+from ebmkit.plugins.rbm.likelihood import all_states, exact_log_z
+from ebmkit.plugins.rbm.rbm import BinaryRBM
 
 pytest.importorskip("sklearn")
 
 from sklearn.neural_network import BernoulliRBM  # noqa: E402
 
-from ebmkit_images.digits import Digits  # noqa: E402
+from ebmkit.plugins.images.digits import Digits  # noqa: E402
 from tests.conftest import load_benchmark  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import pytest
 from ebmkit._host.protocols import needs_of
 from ebmkit._recipes.recipe import load
 from ebmkit._engine.loop import train
-from ebmkit_toy.densities import DENSITIES
+from ebmkit.plugins.toy.densities import DENSITIES
 from tests.conftest import TRAINING_RECIPES
 
 

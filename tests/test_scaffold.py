@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from ebmkit_scaffold.command import files_for
-from ebmkit_scaffold.templates import COMPONENTS
+from ebmkit.plugins.scaffold.command import files_for
+from ebmkit.plugins.scaffold.templates import COMPONENTS
 
 from .conftest import plugin_env, read_metrics
 
@@ -87,8 +87,34 @@ def test_new_plugin_refuses_a_bad_name_or_an_existing_folder(tmp_path, run_cli):
     assert (tmp_path / "ebmkit-taken" / "src" / "ebmkit_taken" / "taken.py").read_text() == before
 
 
-def test_new_plugin_refuses_a_name_whose_module_is_taken(tmp_path, run_cli):
+def test_new_plugin_refuses_the_name_of_an_installed_plugin(tmp_path, run_cli):
     taken = run_cli("new-plugin", "score", "--kind", "loss", "--dir", str(tmp_path))  # ebmkit's own score-matching plugin
-    assert taken.exit_code == 2 and "the module ebmkit_score exists already" in taken.output
-    assert "from the installed distribution ebmkit" in taken.output and "Traceback" not in taken.output
+    assert taken.exit_code == 2 and "a plugin named 'score' is installed already (ebmkit.plugins.score, from ebmkit)" in taken.output
+    assert "Traceback" not in taken.output and not any(tmp_path.iterdir())
+
+
+def test_new_plugin_refuses_a_name_whose_module_is_taken(tmp_path, run_cli, monkeypatch):
+    (tmp_path / "site" / "ebmkit_elsewhere").mkdir(parents=True)
+    (tmp_path / "site" / "ebmkit_elsewhere" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    taken = run_cli("new-plugin", "elsewhere", "--dir", str(tmp_path / "out"))
+    assert taken.exit_code == 2 and "the module ebmkit_elsewhere exists already" in taken.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_new_plugin_refuses_a_component_name_its_kind_has(tmp_path, run_cli):
+    taken = run_cli("new-plugin", "langevin", "--kind", "transition", "--dir", str(tmp_path))
+    assert taken.exit_code == 2 and "the transitions registry has a component named 'langevin' already" in taken.output
     assert not any(tmp_path.iterdir())
+    assert run_cli("new-plugin", "langevin", "--kind", "loss", "--dir", str(tmp_path)).exit_code == 0  # another kind's name is free
+
+
+def test_no_first_party_plugin_takes_a_third_party_module_name():
+    """ebmkit's own plugins live under ebmkit.plugins, so every ebmkit_<name> is left to third parties."""
+    import importlib.metadata
+
+    ours = [point for point in importlib.metadata.entry_points(group="ebmkit") if point.dist and point.dist.metadata["Name"] == "ebmkit"]
+    assert len(ours) >= 13
+    assert all(point.value.startswith("ebmkit.plugins.") for point in ours), [point.value for point in ours]
+    owned = importlib.metadata.packages_distributions()
+    assert not [module for module, dists in owned.items() if module.startswith("ebmkit_") and "ebmkit" in dists]

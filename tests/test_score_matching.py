@@ -1,4 +1,4 @@
-"""Score matching (ebmkit_score): DSM and SSM against the closed-form objectives of Gaussian energies.
+"""Score matching (ebmkit.plugins.score): DSM and SSM against the closed-form objectives of Gaussian energies.
 
 For a Gaussian energy E(x) = ½(x − μ)ᵀP(x − μ) the score is −P(x − μ), so both losses are
 quadratic in the data (and in DSM's noise, and in SSM's projections). Their averages over a
@@ -11,7 +11,6 @@ losses are checked apart, against standard errors measured over repeats.
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 import torch
@@ -20,17 +19,12 @@ from torch import nn
 from ebmkit import Energy
 from ebmkit._testkit.contract import Bowl, Points, check_component
 from ebmkit._host.protocols import TrainBatch, needs_of
-from ebmkit_toy.gaussian import QuadraticEnergy
-from tests.conftest import RECIPES, ROOT
+from ebmkit.plugins.toy.gaussian import QuadraticEnergy
+from tests.conftest import RECIPES
 
-try:
-    import ebmkit_score
-except ModuleNotFoundError:  # an editable install made before the package existed does not map it
-    sys.path.insert(0, str(ROOT / "plugins"))
-    import ebmkit_score
-
-from ebmkit_score.dsm import DenoisingScoreMatching
-from ebmkit_score.ssm import SlicedScoreMatching, draw_projections
+import ebmkit.plugins.score
+from ebmkit.plugins.score.dsm import DenoisingScoreMatching
+from ebmkit.plugins.score.ssm import SlicedScoreMatching, draw_projections
 
 DATA_MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
 DATA_COV = torch.tensor([[1.2, 0.4], [0.4, 0.6]], dtype=torch.float64)
@@ -312,7 +306,7 @@ LOSSES = {
 
 @pytest.fixture
 def score_plugin(ebmkit_register):
-    return ebmkit_register(ebmkit_score)
+    return ebmkit_register(ebmkit.plugins.score)
 
 
 @pytest.mark.parametrize("case", sorted(LOSSES))

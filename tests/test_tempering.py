@@ -15,10 +15,10 @@ import ebmkit
 from ebmkit import Energy, EbmkitError, RecipeError
 from ebmkit._testkit.contract import Points, check_component
 from ebmkit._host.protocols import StepResult
-from ebmkit_mcmc.chain import Chain, Scheduled
-from ebmkit_mcmc.langevin import Langevin
-from ebmkit_mcmc.mala import MALA
-from ebmkit_mcmc.tempering import ParallelTempering
+from ebmkit.plugins.mcmc.chain import Chain, Scheduled
+from ebmkit.plugins.mcmc.langevin import Langevin
+from ebmkit.plugins.mcmc.mala import MALA
+from ebmkit.plugins.mcmc.tempering import ParallelTempering
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
@@ -168,7 +168,7 @@ def test_each_replica_is_conditioned_as_its_chain():
 
 def test_it_does_not_read_the_device_while_sampling(monkeypatch):
     """No float(), item() or bool() of a tensor in the loop: each would wait for the device."""
-    plugins = str(Path(__file__).parents[1] / "plugins")
+    plugins = str(Path(__file__).parents[1] / "ebmkit" / "plugins")
     reads = []
     for name in ("__bool__", "__float__", "__int__", "item", "tolist", "nonzero", "cpu"):
         original = getattr(torch.Tensor, name)

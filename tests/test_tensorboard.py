@@ -127,7 +127,7 @@ def test_a_rollback_replaces_what_was_logged_after_the_restored_step(tmp_path):
     """The hooks as the loop calls them around a rollback to step 1 (diverging runs are slow to stage)."""
     from types import SimpleNamespace
 
-    import ebmkit_tensorboard as plugin
+    import ebmkit.plugins.tensorboard as plugin
 
     registered = {}
     run = SimpleNamespace(

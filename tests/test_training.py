@@ -46,7 +46,7 @@ def test_quickstart_loop_lowers_the_exact_kl(tmp_path, ebmkit_register):
     weights = safetensors.torch.load_file(str(folder / "ema.safetensors"))
     assert "head.weight" in weights
     # The replay buffer's state comes back from the checkpoint and continues the same chains.
-    from ebmkit_mcmc.replay import ReplayBuffer
+    from ebmkit.plugins.mcmc.replay import ReplayBuffer
 
     from ebmkit._engine.checkpoint import read_state
 

@@ -7,9 +7,9 @@ import torch
 
 import ebmkit
 from ebmkit import EbmkitError
-from ebmkit_images.shapes import Shapes
-from ebmkit_images.synthetic_ood import UniformNoise
-from ebmkit_images.transformed import LUMA, TransformedImages, gaussian_blur
+from ebmkit.plugins.images.shapes import Shapes
+from ebmkit.plugins.images.synthetic_ood import UniformNoise
+from ebmkit.plugins.images.transformed import LUMA, TransformedImages, gaussian_blur
 
 
 def noise_table(**params) -> dict:

@@ -112,7 +112,7 @@ class ComponentSpec:
         protocol = self.entry.kind.protocol_type()
         if not isinstance(built, protocol):
             # ebmkit's protocols by their public name (ebmkit.Sampler), others by their module's
-            module = "ebmkit" if protocol.__module__.startswith("ebmkit.") else protocol.__module__
+            module = "ebmkit" if protocol.__module__.startswith("ebmkit._") else protocol.__module__
             raise ComponentBuildError(
                 self.where, f"{self.entry.label} ({self.entry.source}) built a {type(built).__name__}, which is not "
                 f"a {module}.{protocol.__name__}"
