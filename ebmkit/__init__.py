@@ -35,6 +35,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "ComponentBuildError": ("ebmkit._host.errors", "ComponentBuildError"),
     "EbmkitError": ("ebmkit._host.errors", "EbmkitError"),
     "RecipeError": ("ebmkit._host.errors", "RecipeError"),
+    "RankLost": ("ebmkit._host.errors", "RankLost"),
     "RunInterrupted": ("ebmkit._host.errors", "RunInterrupted"),
     "TrainingDiverged": ("ebmkit._host.errors", "TrainingDiverged"),
     "UnknownComponentError": ("ebmkit._host.errors", "UnknownComponentError"),
@@ -105,6 +106,7 @@ if TYPE_CHECKING:  # what _EXPORTS names, for type checkers and editors (a test 
     from ebmkit._host.errors import (
         ComponentBuildError,
         EbmkitError,
+        RankLost,
         RecipeError,
         RunInterrupted,
         TrainingDiverged,
@@ -202,6 +204,7 @@ __all__ = [
     # Errors
     "ComponentBuildError",
     "EbmkitError",
+    "RankLost",
     "RecipeError",
     "RunInterrupted",
     "TrainingDiverged",

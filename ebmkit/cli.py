@@ -99,17 +99,20 @@ def _load(recipe: str, overrides: tuple[str, ...]):
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a recipe value (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run folder (default: a new folder under runs/).")
-@click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue the run in RUN_DIR from its latest checkpoint, with its own recipe.")
+@click.option("--resume", "resume_dir", metavar="RUN_DIR|auto",
+              help="Continue the run in RUN_DIR from its latest checkpoint, with its own recipe; or 'auto' (with RECIPE "
+                   "and --out): continue --out's run when it has one, else start it, so that a re-launched job goes on.")
 @click.option("--nproc", type=click.IntRange(min=1), help="Train data-parallel in N processes on this machine (launches torchrun).")
 def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, resume_dir: str | None, nproc: int | None) -> None:
     """Train from a TOML recipe (a path, or the name of a shipped one: ebmkit recipes) and write
     a run folder; or continue one (--resume RUN_DIR).
 
     Ctrl-C (or SIGTERM) writes a checkpoint, prints the command that resumes, and exits 130.
-    Data-parallel: --nproc N here, or torchrun --nproc_per_node=N [--nnodes ...] -m ebmkit run ...
+    Data-parallel: --nproc N here, or torchrun --nproc_per_node=N [--nnodes ...] -m ebmkit run ...;
+    a rank that dies or raises stops the others, which exit 1 naming it.
     """
     from ebmkit._engine.distributed import world_from_env
-    from ebmkit._host.errors import RunInterrupted
+    from ebmkit._host.errors import RankLost, RunInterrupted
     from ebmkit._engine.loop import train
     from ebmkit._engine.run import console_for, default_out_dir, resume_recipe
 
@@ -118,7 +121,14 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
         sys.exit(_torchrun(nproc, recipe, overrides, out_dir, resume_dir))
     shown_console = console_for(world, console)
 
-    if resume_dir is not None:
+    resume: bool | str = resume_dir is not None
+    if resume_dir == "auto":
+        if recipe is None or out_dir is None:
+            raise EbmkitError("--resume auto needs RECIPE and --out RUN_DIR: it continues the run in RUN_DIR when there "
+                              "is one, and starts it there when there is none")
+        loaded, folder, resume = _load(recipe, overrides), Path(out_dir), "auto"
+        shown_console.print(f"[bold]ebmkit run[/] {recipe} -> {folder} (--resume auto)")
+    elif resume_dir is not None:
         if recipe is not None or out_dir is not None:
             raise EbmkitError("--resume continues a run with its own recipe.toml, in its own folder: give no RECIPE and no --out")
         loaded, folder = resume_recipe(resume_dir, overrides, _registries()), Path(resume_dir)
@@ -130,9 +140,12 @@ def run(recipe: str | None, overrides: tuple[str, ...], out_dir: str | None, res
         folder = Path(out_dir) if out_dir else default_out_dir(loaded)
         shown_console.print(f"[bold]ebmkit run[/] {recipe} -> {folder}")
     try:
-        result = train(loaded, folder, console=shown_console, resume=resume_dir is not None, world=world)
+        result = train(loaded, folder, console=shown_console, resume=resume, world=world)
     except RunInterrupted as exc:
         shown_console.print(f"resume with: [bold]{escape(exc.resume_command)}[/]", soft_wrap=True)  # the event said the rest
+        sys.exit(exc.exit_code)
+    except RankLost as exc:  # every rank says it: the dead one's own log may be gone with its machine
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     if result.metrics:  # (empty when a resumed run had nothing left to do)
         shown = {k: _rounded(v) for k, v in result.metrics.items() if "/" in k and not k.startswith(("loss/", "sampler/"))}

@@ -39,9 +39,10 @@ class Case:
     edits: tuple[tuple[str, str], ...] = ()  # (old, new) in the recipe's text
     text: str | bytes | None = None  # the whole file, instead of a shipped recipe
     sets: tuple[str, ...] = ()
-    file: str | None = None  # "missing", "directory" or "unreadable"
+    file: str | None = None  # "missing", "directory", "unreadable" or "empty-name" (the argument is "")
     command: str = "validate"
     data_files: tuple[tuple[str, str], ...] = ()  # (path, text) written before the command runs
+    out: str = "run"  # the run folder (--out), under the test's folder
 
 
 def case(id: str, *expect: str, **kwargs) -> Case:
@@ -168,9 +169,23 @@ CASES = [
     case("on-divergence-action", "train.on_divergence.action", "'stop', 'rollback'", sets=["train.on_divergence.action=retry"]),
     case("on-divergence-lr-scale", "train.on_divergence", "lr_scale", sets=["train.on_divergence.lr_scale=2"]),
     case("keep-checkpoints-zero", "train.keep_checkpoints", sets=["train.keep_checkpoints=0"]),
+    # -- what the cluster-runs issue found escaping as tracebacks
+    case("toml-nested-too-deep", "not valid TOML", "nested too deeply", text="a = " + "[" * 5000 + "]" * 5000),
+    case("set-nested-too-deep", "data.size", "expected int", sets=["data.size=" + "[" * 5000 + "]" * 5000]),
+    case("seed-beyond-64-bits", "run.seed", "a seed is an integer from 0 to 2**62", sets=["run.seed=100000000000000000000000"]),
+    case("seed-negative", "run.seed", "from 0 to 2**62", sets=["run.seed=-1"]),
+    case("run-name-nul", "run.name", "cannot hold control characters", "'a\\x00b'", sets=['run.name="a\\u0000b"']),
+    case("device-gpu", "run.device", "'gpu' is not a device torch knows", sets=["run.device=gpu"]),
+    case("device-tpu", "run.device", "'tpu' is not a device torch knows", sets=["run.device=tpu"]),
+    case("device-empty", "run.device", "'' is not a device torch knows", sets=['run.device=""']),
+    case("device-upper-case", "run.device", "'CPU' is not a device torch knows", sets=["run.device=CPU"]),
+    case("run-empty-recipe-name", "the recipe is an empty string", file="empty-name", command="run"),
+    case("run-out-under-a-file", "--out", "is under", "a-file, which is a file", command="run", out="a-file/run",
+         data_files=[("a-file", "")]),
+    case("run-out-is-a-file", "--out", "is a file", command="run", out="a-file", data_files=[("a-file", "")]),
     # -- run: fails before training and leaves no run folder
     case("run-device-cuda-7", "cuda:7", "is not usable here", sets=["run.device=cuda:7"], command="run"),
-    case("run-device-tpu", "'tpu'", "is not usable here", sets=["run.device=tpu"], command="run"),
+    case("run-device-tpu", "run.device", "'tpu' is not a device torch knows", sets=["run.device=tpu"], command="run"),
     case("run-nan", "optim.lr", NAN, edits=[("lr = 2e-3", "lr = nan")], command="run"),
     case("run-batch-larger-than-data", "train.batch_size", "100 samples", sets=["data.size=100"], command="run"),
     case("run-energy-image-too-small", "cannot take a batch of shape (2, 3, 8, 8)", recipe="improved_cd_shapes.toml",
@@ -190,6 +205,8 @@ def invoke(*args: str):
 def recipe_file(c: Case, folder: Path, monkeypatch) -> Path:
     if c.file == "missing":
         return folder / "nowhere.toml"
+    if c.file == "empty-name":
+        return Path("")
     if c.file == "directory":
         (folder / "recipes.toml").mkdir()
         return folder / "recipes.toml"
@@ -223,8 +240,8 @@ def test_a_mistake_exits_2_and_names_what_is_wrong(c: Case, tmp_path, monkeypatc
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     path = recipe_file(c, tmp_path, monkeypatch)
-    out = tmp_path / "run"
-    args = [c.command, str(path), *(a for s in c.sets for a in ("--set", s))]
+    out = tmp_path / c.out
+    args = [c.command, "" if c.file == "empty-name" else str(path), *(a for s in c.sets for a in ("--set", s))]
     if c.command == "run":
         args += ["--out", str(out)]
     result = invoke(*args)
@@ -233,7 +250,32 @@ def test_a_mistake_exits_2_and_names_what_is_wrong(c: Case, tmp_path, monkeypatc
     assert "rror:" in result.output  # ebmkit's "error:", or click's "Error:" for a path it refused
     for expected in c.expect:
         assert expected in result.output, f"{expected!r} not in:\n{result.output}"
-    assert not out.exists(), "a recipe that fails must leave no run folder"
+    assert not out.exists() or out.is_file(), "a recipe that fails must leave no run folder"
+
+
+@pytest.mark.parametrize(
+    ("sets", "expect"),
+    [
+        (["buffer.capacity=1099511627776"], ["buffer 'replay'", "push() could not allocate 8.0 TiB", "lower its capacity"]),
+        (["optim.lr=1e300"], ["training diverged at step 1: the optimizer's update overflowed", "Lower [optim].lr"]),
+        (["optim.lr=1e300", 'train.on_divergence.action="rollback"', "train.on_divergence.max_retries=1"],
+         ["the optimizer's update overflowed", "already rolled back 1 time(s)"]),
+    ],
+    ids=["buffer-beyond-memory", "lr-overflows", "lr-overflows-after-rollbacks"],
+)
+def test_a_mistake_found_once_training_runs_exits_2_and_names_it(sets, expect, tmp_path):
+    """A buffer allocates its storage at its first push, and an update overflows only when it is
+    made: the run has started (its folder exists), and still ends with a message and exit 2."""
+    args = [a for s in ["train.steps=3", "evaluators=[]", *sets] for a in ("--set", s)]
+    result = invoke("run", str(RECIPES / "quickstart.toml"), *args, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    for expected in expect:
+        assert expected in result.output, f"{expected!r} not in:\n{result.output}"
+
+
+def test_a_device_torch_knows_but_this_machine_lacks_is_a_note_when_validating():
+    result = invoke("validate", str(RECIPES / "quickstart.toml"), "--set", "run.device=cuda:999")
+    assert result.exit_code == 0 and "quickstart.toml: OK" in result.output and "note: [run].device = 'cuda:999' is not usable here" in result.output
 
 
 def test_the_corpus_is_large_and_its_cases_are_named_once():

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,38 +122,148 @@ def test_averaging_gradients_is_nothing_in_one_process():
     assert p.grad.tolist() == [2.0, 2.0, 2.0]
 
 
-def torchrun(*args: str, nproc: int = 2, timeout: int = 240) -> subprocess.CompletedProcess:
-    """``torchrun --nproc_per_node=nproc -m ebmkit run ARGS``, one thread per process."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "ebmkit", "run", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def torchrun(*args: str, nproc: int = 2, timeout: int = 240, launcher: tuple[str, ...] = ("--standalone",),
+             env: dict | None = None, popen: bool = False):
+    """``torchrun LAUNCHER --nproc_per_node=nproc -m ebmkit run ARGS``, one thread per process
+    (``env``: the whole environment, by default this process's)."""
+    command = [sys.executable, "-m", "torch.distributed.run", *launcher, f"--nproc_per_node={nproc}", "-m", "ebmkit", "run", *args]
+    env = {**(env or os.environ), "OMP_NUM_THREADS": "1"}
+    if popen:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
-SHORT = ["--set", "train.checkpoint_every=10", "--set", "evaluators=[]", "--set", "run.threads=1"]
+SHORT = ["--set", "train.checkpoint_every=5", "--set", "evaluators=[]", "--set", "run.threads=1"]
 
 
-def test_torchrun_quickstart_checkpoints_per_rank_and_resumes_exactly_and_only_with_two(tmp_path, run_cli):
+def workers_of(agent: subprocess.Popen) -> dict[int, int]:
+    """A torchrun agent's worker processes: {rank: pid} (read from their environment)."""
+    found = {}
+    for pid in subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split():
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ranks = [entry[5:] for entry in environ if entry.startswith(b"RANK=")]
+        if ranks:
+            found[int(ranks[0])] = int(pid)
+    return found
+
+
+def wait_for(condition, agents, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert all(a.poll() is None for a in agents), [a.stdout.read()[-3000:] for a in agents if a.poll() is not None]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+
+
+@needs_proc
+def test_torchrun_restarts_a_killed_worker_group_which_resumes_bitwise_where_it_stopped(tmp_path, run_cli):
     from safetensors.torch import load_file
 
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    done = torchrun(str(RECIPES / "quickstart.toml"), "--set", "train.steps=20", *SHORT, "--out", str(straight))
+    straight, elastic = tmp_path / "straight", tmp_path / "elastic"
+    steps = ["--set", "train.steps=30"]
+    done = torchrun(str(RECIPES / "quickstart.toml"), *steps, *SHORT, "--out", str(straight))
     assert done.returncode == 0, done.stderr[-3000:]
-    first = torchrun(str(RECIPES / "quickstart.toml"), "--set", "train.steps=10", *SHORT, "--out", str(resumed))
-    assert first.returncode == 0, first.stderr[-3000:]
-    checkpoint = resumed / "checkpoints" / "step_0000010"
-    assert (checkpoint / "rank1.state.safetensors").exists() and json.loads((checkpoint / "meta.json").read_text())["world_size"] == 2
-    again = torchrun("--resume", str(resumed), "--set", "train.steps=20")
-    assert again.returncode == 0, again.stderr[-3000:]
+    # The same command line a requeued job or torchrun's restart runs again: --resume auto.
+    agent = torchrun(str(RECIPES / "quickstart.toml"), *steps, *SHORT, "--out", str(elastic), "--resume", "auto",
+                     launcher=("--standalone", "--max-restarts=3"), popen=True)
+    checkpoint = elastic / "checkpoints" / "step_0000010"
+    wait_for(checkpoint.exists, [agent])
+    os.kill(workers_of(agent)[1], signal.SIGKILL)
+    output, _ = agent.communicate(timeout=240)
+    assert agent.returncode == 0, output[-3000:]
+    assert "rank 1 died or stopped answering" in output and "resuming from step 10" in output  # or later
+    assert (checkpoint / "rank1.state.safetensors").exists() or not checkpoint.exists()
     for name in ("energy.safetensors", "ema.safetensors"):
-        a, b = (load_file(str(run / "checkpoints" / "step_0000020" / name)) for run in (straight, resumed))
+        a, b = (load_file(str(run / "checkpoints" / "step_0000030" / name)) for run in (straight, elastic))
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}:{key}")
-    # rank 0 alone logs, as one process does: the update's line and the run's closing line
-    steps = [json.loads(line)["step"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [20, 20]
+    assert json.loads((elastic / "checkpoints" / "step_0000030" / "meta.json").read_text())["world_size"] == 2
+    # rank 0 alone logs, as one process does: the update's line and the run's closing line, once each
+    for run in (straight, elastic):
+        assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [30, 30]
     # A checkpoint of two ranks resumes only with two.
-    result = run_cli("run", "--resume", str(resumed), "--set", "train.steps=30")
+    result = run_cli("run", "--resume", str(elastic), "--set", "train.steps=40")
     assert result.exit_code == 2 and "written by 2 rank(s)" in result.output and "--nproc 2" in result.output
+
+
+@needs_proc
+def test_a_rank_killed_on_another_node_stops_this_one_in_bounded_time_naming_it(tmp_path):
+    """Two torchrun agents (two "nodes") on this machine, one worker each; the worker of one is
+    killed, and the other exits non-zero well within [run].collective_timeout_s, naming it."""
+    port = _free_port()
+    args = [str(RECIPES / "quickstart.toml"), "--set", "train.steps=100000", *SHORT, "--set", "run.collective_timeout_s=60",
+            "--out", str(tmp_path / "run")]
+    nodes = [
+        torchrun(*args, nproc=1, popen=True, launcher=("--nnodes=2", "--max-restarts=0", "--rdzv_backend=c10d",
+                 f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=two-nodes", f"--rdzv_conf=is_host={int(host)}"))
+        for host in (True, False)
+    ]
+    try:
+        wait_for((tmp_path / "run" / "checkpoints" / "step_0000005").exists, nodes)
+        (dead, pid), = workers_of(nodes[1]).items()
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        output, _ = nodes[0].communicate(timeout=60)
+        took = time.monotonic() - killed
+    finally:
+        for node in nodes:
+            node.kill()
+            node.wait()
+    assert nodes[0].returncode not in (0, None) and took < 60, took
+    assert f"rank {dead} died or stopped answering without a word" in output, output[-3000:]
+    assert f"rank {1 - dead} of 2 stopped" in output
+
+
+NAN_LOSS_PLUGIN = """
+import attrs
+from ebmkit import LossOutput, Needs, hookimpl
+
+@attrs.define
+class NanAt:
+    at: int = 5
+    calls: int = attrs.field(default=0, init=False)
+    needs = Needs(negatives=False)
+
+    def __call__(self, batch):
+        self.calls += 1
+        return LossOutput(batch.e_pos.mean() * 0 + (float("nan") if self.calls == self.at else 0.0))
+
+@hookimpl
+def ebmkit_register_losses(register):
+    register("nan_at", NanAt)
+"""
+
+
+def test_after_a_rollback_the_two_ranks_draw_different_noise(tmp_path):
+    from safetensors.torch import load_file
+
+    from tests.conftest import make_distribution, plugin_env
+
+    (tmp_path / "site").mkdir()
+    make_distribution(tmp_path / "site", "nan-loss", "nan_loss", NAN_LOSS_PLUGIN)
+    done = torchrun(str(RECIPES / "quickstart.toml"), "--set", "train.steps=6", *SHORT, "--set", "train.checkpoint_every=2",
+                    "--set", 'losses=[{name = "cd"}, {name = "nan_at", at = 4}]', "--set", 'train.on_divergence.action="rollback"',
+                    "--out", str(tmp_path / "run"), env=plugin_env(tmp_path / "site"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    retry = tmp_path / "run" / "checkpoints" / "step_0000002-retry1"  # written right after the rollback's reseeding
+    states = [load_file(str(retry / name)) for name in ("state.safetensors", "rank1.state.safetensors")]
+    noise = []
+    for state in states:
+        generator = torch.Generator()
+        generator.set_state(state["state.rng.cpu"])
+        noise.append(torch.randn(5, generator=generator))
+    assert not torch.equal(noise[0], noise[1])
+    # and neither rank draws what it drew before the rollback, nor what the other did
+    before = [load_file(str(tmp_path / "run" / "checkpoints" / "step_0000002" / name))["state.rng.cpu"]
+              for name in ("state.safetensors", "rank1.state.safetensors")]
+    assert not torch.equal(before[0], states[0]["state.rng.cpu"]) and not torch.equal(before[1], states[1]["state.rng.cpu"])
+    assert not torch.equal(before[1], states[0]["state.rng.cpu"])
 
 
 def test_two_ranks_of_batch_b_learn_like_one_process_of_batch_2b(tmp_path):

@@ -504,3 +504,65 @@ def test_a_run_folder_in_use_is_refused(tmp_path, registries, run_cli):
         lock.close()
     assert result.exit_code == 2 and "in use by another ebmkit process" in result.output
     assert run_cli("run", "--resume", str(tmp_path / "run"), "--set", "train.steps=4").exit_code == 0
+
+
+def test_resume_auto_starts_a_run_then_continues_it_exactly(tmp_path, registries, run_cli):
+    """The command line a requeued job runs again: --resume auto starts the run when --out holds
+    none and continues it when it does; a run of another recipe there is refused."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    common = ["--set", "evaluators=[]", "--set", "train.checkpoint_every=4"]
+    assert run_cli("run", str(path), "--out", str(tmp_path / "whole"), "--set", "train.steps=12", *common).exit_code == 0
+    auto = ["run", str(path), "--out", str(tmp_path / "auto"), "--resume", "auto", *common]
+    first = run_cli(*auto, "--set", "train.steps=6")
+    assert first.exit_code == 0 and "resuming" not in first.output
+    again = run_cli(*auto, "--set", "train.steps=12")
+    assert again.exit_code == 0 and "resuming from step 6" in again.output
+    expected, got = _final_tensors(tmp_path / "whole"), _final_tensors(tmp_path / "auto")
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert [row for row in _rows(tmp_path / "auto") if "loss" in row] == [row for row in _rows(tmp_path / "whole") if "loss" in row]
+    done = run_cli(*auto, "--set", "train.steps=12")
+    assert done.exit_code == 0 and "is complete (12 updates)" in done.output
+
+    other = run_cli(*auto, "--set", "train.steps=12", "--set", "energy.hidden=16")
+    assert other.exit_code == 2 and "holds a run of another recipe (energy.hidden differ)" in other.output
+    assert run_cli("run", "--resume", "auto", "--out", str(tmp_path / "x")).exit_code == 2  # auto needs the RECIPE
+    missing = run_cli("run", str(path), "--resume", "auto")
+    assert missing.exit_code == 2 and "--resume auto needs RECIPE and --out" in missing.output
+
+
+def test_a_checkpoint_by_wall_clock_time_is_replaced_by_the_next(tmp_path, registries, monkeypatch):
+    """[train].checkpoint_every_minutes: a checkpoint once that many minutes passed since the last
+    one (here a clock that advances 20 s whenever the loop reads it); each is removed when the
+    next checkpoint lands, while the scheduled ones stay."""
+    import types
+
+    from ebmkit._engine import checkpoint as checkpoint_module
+    from ebmkit._engine import loop
+
+    now = [0.0]
+
+    def monotonic() -> float:
+        now[0] += 20.0
+        return now[0]
+
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=time.perf_counter, monotonic=monotonic))
+    written = []
+    save = checkpoint_module.save_checkpoint
+
+    def recording(run, before_rename=None, replaceable=False):
+        written.append((run.state.step, replaceable))
+        return save(run, before_rename, replaceable)
+
+    monkeypatch.setattr(loop, "save_checkpoint", recording)
+    recipe = _tiny(tmp_path, registries, "train.steps=10", "train.checkpoint_every=5", "train.checkpoint_every_minutes=1")
+    train(recipe, tmp_path / "run", live=False, registries=registries)
+    # 60 s pass at updates 3 and 8 (the clock is read once an update and once a checkpoint)
+    assert written == [(3, True), (5, False), (8, True), (10, False)]
+    assert [folder.name for folder in list_checkpoints(tmp_path / "run")] == ["step_0000005", "step_0000010"]
+
+    # A run stopped right after a time checkpoint resumes from it, and it goes when the next lands.
+    written.clear()
+    recipe = _tiny(tmp_path, registries, "train.steps=4", "train.checkpoint_every=0", "train.checkpoint_every_minutes=1")
+    train(recipe, tmp_path / "short", live=False, registries=registries)
+    assert written == [(3, True), (4, False)] and [f.name for f in list_checkpoints(tmp_path / "short")] == ["step_0000004"]

@@ -113,7 +113,7 @@ def check_finite_weights(state: Any) -> None:
             raise TrainingDiverged(f"training diverged at step {state.step}: the {label} are not finite", state.step)
 
 
-def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
+def save_checkpoint(run: Run, before_rename: Any = None, replaceable: bool = False) -> Path:
     """Write the whole run state as ``checkpoints/step_NNNNNNN``, atomically.
 
     A checkpoint of the same step and rollback count holds this very state (no later one
@@ -121,13 +121,15 @@ def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
 
     :param before_rename: ``f(folder)``, called with the temporary folder once ebmkit's files
         are in it: files it adds are part of the atomic checkpoint.
+    :param replaceable: the next checkpoint replaces this one (``prune_checkpoints`` removes it
+        once a later one exists): a checkpoint written because time passed, not by the schedule.
     :raises TrainingDiverged: the weights are not finite; nothing is written.
     """
     state, world = run.state, run.world
     root = run.out_dir / "checkpoints"
     final = root / checkpoint_name(state.step, state.retries)
     if world.distributed:
-        return _save_every_rank(run, root, final, before_rename)
+        return _save_every_rank(run, root, final, before_rename, replaceable)
     if final.exists():
         return final
     check_finite_weights(state)
@@ -135,7 +137,7 @@ def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
     temporary = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        _write(run, temporary, before_rename)
+        _write(run, temporary, before_rename, replaceable)
     except OSError as exc:  # a full disk, a vanished mount: the previous checkpoint stays the latest
         shutil.rmtree(temporary, ignore_errors=True)
         raise CheckpointError(f"cannot write the checkpoint {final}: {exc.strerror or exc}") from None
@@ -144,7 +146,7 @@ def save_checkpoint(run: Run, before_rename: Any = None) -> Path:
     return final
 
 
-def _save_every_rank(run: Run, root: Path, final: Path, before_rename: Any) -> Path:
+def _save_every_rank(run: Run, root: Path, final: Path, before_rename: Any, replaceable: bool) -> Path:
     """A data-parallel checkpoint: rank 0's files as in one process, plus each other rank's own
     run state (its chains, buffer, random streams, data position) as ``rank<r>.state.*``.
     Rank 0 renames the folder once every rank has written (a shared filesystem is assumed)."""
@@ -164,7 +166,7 @@ def _save_every_rank(run: Run, root: Path, final: Path, before_rename: Any) -> P
         _write_rank_state(run, temporary)
     barrier(world)
     if world.is_main and not done:
-        _write(run, temporary, before_rename)
+        _write(run, temporary, before_rename, replaceable)
         os.rename(temporary, final)
         fsync_path(root)
     barrier(world)
@@ -185,7 +187,7 @@ def _write_state(run: Run, folder: Path, stem: str) -> tuple[Path, Path]:
     return tensor_file, json_file
 
 
-def _write(run: Run, temporary: Path, before_rename: Any) -> None:
+def _write(run: Run, temporary: Path, before_rename: Any, replaceable: bool = False) -> None:
     """Every file of a checkpoint into ``temporary``, each flushed to disk."""
     state = run.state
     temporary.mkdir(exist_ok=run.world.distributed)  # the other ranks' files may be in it already
@@ -200,7 +202,7 @@ def _write(run: Run, temporary: Path, before_rename: Any) -> None:
     energy["conditioning"] = conditioning.to_record() if conditioning is not None else None
     energy["domain"] = list(dataset.domain) if dataset.domain is not None else None
     meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy, "recipe": run.recipe.resolved(),
-            "world_size": run.world.size}
+            "world_size": run.world.size, "replaceable": replaceable}
     (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
     if before_rename is not None:
         before_rename(temporary)
@@ -211,20 +213,31 @@ def _write(run: Run, temporary: Path, before_rename: Any) -> None:
 
 
 def prune_checkpoints(run_dir: Path, keep: int | None) -> None:
-    """Remove all but the latest ``keep`` checkpoints (and temporary folders a kill left behind)."""
+    """Remove all but the latest ``keep`` checkpoints, the replaceable ones a later one replaced,
+    and the temporary folders a kill left behind."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return
     for leftover in root.glob(".tmp-*"):
         if not leftover.name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(leftover, ignore_errors=True)
-    if keep is None:
-        return
-    for old in list_checkpoints(run_dir)[:-keep]:
+    found = list_checkpoints(run_dir)
+    # (a replaceable checkpoint goes as soon as a later one lands: only the last few can be one)
+    doomed = [folder for folder in found[-4:-1] if _is_replaceable(folder)]
+    kept = [folder for folder in found if folder not in doomed]
+    doomed += kept[:-keep] if keep is not None else []
+    for old in doomed:
         # Renamed first, so a kill during the removal never leaves a half-deleted checkpoint in place.
         doomed = root / f".tmp-removing-{old.name}"
         os.rename(old, doomed)
         shutil.rmtree(doomed)
+
+
+def _is_replaceable(folder: Path) -> bool:
+    try:
+        return bool(json.loads((folder / "meta.json").read_text(encoding="utf-8")).get("replaceable"))
+    except (OSError, ValueError, AttributeError):  # a damaged checkpoint is reported where it is read, not here
+        return False
 
 
 # -- finding and reading ------------------------------------------------------------------

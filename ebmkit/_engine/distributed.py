@@ -1,5 +1,5 @@
-"""Data-parallel training on torch.distributed (launched by torchrun): who this process is, and
-the two collective operations the loop needs.
+"""Data-parallel training on torch.distributed (launched by torchrun): who this process is, the
+collective operations the loop needs, and what a rank does when another is lost.
 
 The energy is not wrapped in DistributedDataParallel: DDP's reducer does not support the
 ``torch.autograd.grad`` calls of samplers and of the improved-CD KL term. Each rank samples
@@ -11,13 +11,20 @@ gradient is exactly the gradient of the whole batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 
 import attrs
 import torch
 
-from ebmkit._host.errors import EbmkitError
+from ebmkit._host.errors import EbmkitError, RankLost
+
+#: How long a rank that lost the others waits for their last words before it names the silent ones.
+LAST_WORDS_WAIT_S = 3.0
+_LAST_WORDS = "ebmkit/last_words/"
 
 
 @attrs.frozen
@@ -49,13 +56,86 @@ def world_from_env(environ: Mapping[str, str] | None = None) -> World:
         raise EbmkitError(f"torchrun's environment is incomplete or malformed ({exc}): RANK and WORLD_SIZE must be integers") from None
 
 
-def join(world: World, device: torch.device) -> None:
-    """Join the process group: NCCL for CUDA devices, gloo otherwise."""
+def join(world: World, device: torch.device, timeout_s: float | None = None) -> None:
+    """Join the process group: NCCL for CUDA devices, gloo otherwise.
+
+    :param timeout_s: how long any collective may wait for the other ranks (``[run].collective_timeout_s``):
+        a rank that hangs stops the others after this, never later.
+    """
     import torch.distributed as dist
 
     if not world.distributed or dist.is_initialized():
         return
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size)
+    timeout = timedelta(seconds=timeout_s) if timeout_s is not None else None
+    with collective(world, "joining the other ranks"):
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size, timeout=timeout)
+
+
+@contextlib.contextmanager
+def collective(world: World, what: str) -> Iterator[None]:
+    """Turn the failure of a collective operation (a rank died, raised, or did not answer within
+    the timeout) into :class:`RankLost`, naming the ranks that were lost."""
+    try:
+        yield
+    except RuntimeError as exc:  # gloo's and NCCL's errors (DistBackendError is one)
+        if not world.distributed:
+            raise
+        say_last_words(world, f"lost the others while {what}")
+        raise RankLost(f"rank {world.rank} of {world.size} stopped: {lost_ranks(world)}, while {what} "
+                       f"({first_line(exc)})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _store():
+    """The store every rank of the run reaches (torchrun's), or None."""
+    try:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()
+    except Exception:  # not initialised, or a torch without it: the message names no rank
+        return None
+
+
+def say_last_words(world: World, words: str) -> None:
+    """Leave ``words`` where the other ranks look when they lose this one (a rank that raises,
+    or that lost the others, says why before it exits; a killed one says nothing)."""
+    store = _store()
+    if store is None:
+        return
+    with contextlib.suppress(Exception):  # the store's host may be gone too
+        store.set_timeout(timedelta(seconds=LAST_WORDS_WAIT_S))
+        store.set(f"{_LAST_WORDS}{world.rank}", words[:500])
+
+
+def lost_ranks(world: World, wait_s: float = LAST_WORDS_WAIT_S) -> str:
+    """Which ranks were lost and how: their last words, or none (killed, hung, or their machine lost)."""
+    store = _store()
+    others = [rank for rank in range(world.size) if rank != world.rank]
+    if store is None:
+        return "another rank died, raised or stopped answering"
+    words: dict[int, str] = {}
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            for rank in others:
+                if rank not in words and store.check([f"{_LAST_WORDS}{rank}"]):
+                    words[rank] = store.get(f"{_LAST_WORDS}{rank}").decode(errors="replace")
+            if len(words) == len(others) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+    except Exception:  # the store's host is gone: rank 0 hosts it unless torchrun's agent does
+        return "rank 0 died or stopped answering (the rendezvous store it may hold no longer answers)"
+    silent = [rank for rank in others if rank not in words]
+    raised = [f"rank {rank} {text}" for rank, text in words.items() if not text.startswith("lost the others")]
+    parts = [*raised]
+    if silent:
+        parts.append(f"rank{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} died or stopped answering "
+                     "without a word (killed, hung, or its machine lost)")
+    return "; ".join(parts) or "every other rank lost the others too"
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter], world: World) -> None:
@@ -68,7 +148,8 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter], world: World) ->
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
+    with collective(world, "averaging the gradients"):
+        dist.all_reduce(flat)
     flat /= world.size
     offset = 0
     for g in grads:
@@ -84,16 +165,18 @@ def mean_over_ranks(metrics: Mapping[str, float], world: World, device: torch.de
 
     keys = sorted(metrics)
     values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(values)
+    with collective(world, "averaging the metrics"):
+        dist.all_reduce(values)
     values /= world.size
     return dict(zip(keys, values.tolist(), strict=True))
 
 
-def barrier(world: World) -> None:
+def barrier(world: World, what: str = "waiting for the other ranks") -> None:
     if world.distributed:
         import torch.distributed as dist
 
-        dist.barrier()
+        with collective(world, what):
+            dist.barrier()
 
 
 def from_main(value: str, world: World) -> str:
@@ -103,19 +186,26 @@ def from_main(value: str, world: World) -> str:
     import torch.distributed as dist
 
     box = [value]
-    dist.broadcast_object_list(box, src=0)  # between the ranks of this run only: a string
+    with collective(world, "reading rank 0's run folder"):
+        dist.broadcast_object_list(box, src=0)  # between the ranks of this run only: a string
     return box[0]
 
 
 def any_rank(flag: bool, world: World, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on any (ranks must take the same branch)."""
+    return any_ranks([flag], world, device)[0]
+
+
+def any_ranks(flags: Sequence[bool], world: World, device: torch.device) -> list[bool]:
+    """Each flag true on every rank when it is true on any, in one collective operation."""
     if not world.distributed:
-        return flag
+        return list(flags)
     import torch.distributed as dist
 
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    values = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=device)
+    with collective(world, "agreeing with the other ranks"):
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in values.tolist()]
 
 
 class MainRankHooks:

@@ -40,15 +40,12 @@ import torch
 
 from ebmkit._host import checked
 from ebmkit._engine.checkpoint import check_finite_weights, list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint
-from ebmkit._engine.distributed import any_rank, average_gradients, mean_over_ranks
-from ebmkit._host.errors import EbmkitError, RunInterrupted, TrainingDiverged
+from ebmkit._engine.distributed import any_rank, any_ranks, average_gradients, first_line, mean_over_ranks, say_last_words, world_from_env
+from ebmkit._host.errors import EbmkitError, RankLost, RunInterrupted, TrainingDiverged
 from ebmkit._host.protocols import ReferenceSet, SampleResult, TrainBatch, diagnostics, needs_of
 from ebmkit._recipes.recipe import Recipe
-from ebmkit._engine.run import Run, read_metrics, resume_run, setup
+from ebmkit._engine.run import Run, continues, rank_seed, read_metrics, resume_run, setup
 from ebmkit._engine.speed import channels_last_if
-
-#: A rollback's new random seed: the run's seed plus this times the number of rollbacks.
-RESEED_STRIDE = 1_000_003
 
 
 def clear_gradients(optimizer: torch.optim.Optimizer) -> None:
@@ -91,6 +88,8 @@ class Trainer:
         #: the energy's parameters (a rollback loads weights into these same tensors)
         self.parameters = list(run.state.energy.parameters())
         self._window_start, self._window_steps = time.perf_counter(), 0
+        #: When the latest checkpoint was written (or the run started): [train].checkpoint_every_minutes counts from it.
+        self._last_checkpoint = time.monotonic()
         #: The signal that asked the run to stop, once one came.
         self.interrupted: int | None = None
 
@@ -245,7 +244,13 @@ class Trainer:
         if diagnosed or settings.grad_clip:
             metrics["grad_norm"] = norms[0] if settings.grad_clip else torch.linalg.vector_norm(values[len(watched):])
         self.check_divergence(values, list(watched))
-        state.optimizer.step()
+        try:
+            state.optimizer.step()
+        except RuntimeError as exc:  # a learning rate so large that the update overflows its dtype
+            if "without overflow" not in str(exc):
+                raise
+            step = state.step + 1
+            raise TrainingDiverged(f"training diverged at step {step}: the optimizer's update overflowed ({first_line(exc)})", step) from None
 
     def check_divergence(self, values: torch.Tensor, names: list[str]) -> None:
         """Stop on a non-finite loss, energy or gradient, or on ``energy_bound``.
@@ -278,7 +283,7 @@ class Trainer:
         """Offer the update's finished samples to the buffer (when ``[train].push_negatives`` says)."""
         buffer = self.run.components.buffer
         if buffer is not None and result is not None:
-            buffer.push(result.x)
+            checked.push(buffer, result.x)
 
     def after_step(self, result: SampleResult | None) -> None:
         """Update the EMA, and offer the samples to the buffer if they were not offered before the losses."""
@@ -292,7 +297,10 @@ class Trainer:
         """step end -> log -> evaluate -> checkpoint; True when the run must stop early."""
         run, settings, step = self.run, self.run.recipe.train, self.run.state.step
         out_of_time = settings.time_limit_s is not None and run.state.train_seconds >= settings.time_limit_s
-        out_of_time = any_rank(out_of_time, run.world, run.device)  # the ranks stop together
+        minutes = settings.checkpoint_every_minutes
+        checkpoint_due = minutes is not None and time.monotonic() - self._last_checkpoint >= 60 * minutes
+        # the ranks stop, and save, together
+        out_of_time, checkpoint_due = any_ranks([out_of_time, checkpoint_due], run.world, run.device)
         if run.hook.ebmkit_step_end.get_hookimpls():  # (pluggy's call costs ~15 µs with no implementation)
             run.hook.ebmkit_step_end(run=run, step=step, metrics=metrics)
         self._window_steps += 1
@@ -309,14 +317,22 @@ class Trainer:
             self.evaluate("step")
             if settings.checkpoint_every and step % settings.checkpoint_every == 0:
                 self.checkpoint()
+            elif checkpoint_due:
+                self.checkpoint(replaceable=True)
         return False
 
-    def checkpoint(self) -> Path:
-        """Write the run state (atomically; not again if this state is saved already); prune old ones."""
+    def checkpoint(self, replaceable: bool = False) -> Path:
+        """Write the run state (atomically; not again if this state is saved already); prune old ones.
+
+        :param replaceable: a checkpoint written because ``[train].checkpoint_every_minutes``
+            passed: the next checkpoint replaces it.
+        """
         run = self.run
-        folder = save_checkpoint(run, before_rename=lambda tmp: run.hook.ebmkit_checkpoint_save(run=run, folder=tmp))
+        folder = save_checkpoint(run, before_rename=lambda tmp: run.hook.ebmkit_checkpoint_save(run=run, folder=tmp),
+                                 replaceable=replaceable)
         if run.world.is_main:
             prune_checkpoints(run.out_dir, run.recipe.train.keep_checkpoints)
+        self._last_checkpoint = time.monotonic()
         return folder
 
     def evaluate(self, when: Literal["start", "step", "end"]) -> None:
@@ -349,8 +365,8 @@ class Trainer:
         state.retries = retries
         for group in state.optimizer.param_groups:
             group["lr"] *= policy.lr_scale
-        if policy.reseed:
-            torch.manual_seed(run.recipe.run.seed + RESEED_STRIDE * retries)
+        if policy.reseed:  # each rank its own new stream
+            torch.manual_seed(rank_seed(run.recipe.run.seed, run.world.rank, retries))
         lrs = [group["lr"] for group in state.optimizer.param_groups]
         run.event(state.step, {
             "event": "rollback", "retry": retries, "diverged_at": diverged_at, "reason": str(exc), "lr": lrs,
@@ -397,7 +413,7 @@ class Trainer:
 
 def train(
     recipe: Recipe, out_dir: Path, *, console: Any = None, live: bool | None = None, registries: Any = None,
-    resume: bool = False, world: Any = None,
+    resume: bool | Literal["auto"] = False, world: Any = None,
 ) -> RunResult:
     """Build every component of ``recipe``, train, evaluate, and fill ``out_dir``.
 
@@ -405,17 +421,27 @@ def train(
     put back afterwards.
 
     :param resume: continue the run in ``out_dir`` from its latest checkpoint (from step 0
-        when it has none yet); ``recipe`` is normally that folder's ``recipe.toml``.
+        when it has none yet); ``recipe`` is normally that folder's ``recipe.toml``. ``"auto"``:
+        continue the run in ``out_dir`` when there is one (``recipe`` must be the one it ran,
+        up to what a resume may change), else start it: a re-launched job goes on.
     :param world: this process's place in a data-parallel run (read from torchrun's
         environment when not given).
     :raises RunInterrupted: on SIGINT or SIGTERM, after writing a checkpoint.
+    :raises RankLost: another rank of a data-parallel run died, raised or stopped answering.
     """
     threads, run = torch.get_num_threads(), None
+    world = world or world_from_env()
+    if resume == "auto":
+        resume = continues(recipe, out_dir)
     try:
         run = setup(recipe, out_dir, console=console, live=live, registries=registries, resume=resume, world=world)
         if resume and resume_run(run):
             return RunResult(out_dir, {})
         return Trainer(run).fit()
+    except (Exception, KeyboardInterrupt) as exc:
+        if world.distributed and not isinstance(exc, RankLost | RunInterrupted):
+            say_last_words(world, f"raised {type(exc).__name__}: {first_line(exc)}")  # the others name it
+        raise
     finally:
         torch.set_num_threads(threads)
         if run is not None and run.lock is not None:

@@ -42,6 +42,14 @@ from ebmkit._engine.state import EMA, RunState
 SMALL_ENERGY_PARAMETERS = 1_000_000
 #: Rank r of a data-parallel run samples with seed + r * stride after the shared initialisation.
 RANK_SEED_STRIDE = 1_000_003
+#: The k-th divergence rollback reseeds rank r with seed + r * RANK_SEED_STRIDE + k * this: larger
+#: than every rank's offset (up to 2**20 ranks), so no rank's seed after a rollback is another's.
+ROLLBACK_SEED_STRIDE = 2**40
+
+
+def rank_seed(seed: int, rank: int, rollbacks: int = 0) -> int:
+    """The seed of a rank's random streams: distinct for every rank and every rollback."""
+    return seed + RANK_SEED_STRIDE * rank + ROLLBACK_SEED_STRIDE * rollbacks
 
 
 @attrs.define
@@ -224,7 +232,10 @@ def setup(
 
     lock = None
     if world.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EbmkitError(f"cannot create the run folder {out_dir}: {exc.strerror or exc}") from None
         lock = lock_run_folder(out_dir)
     energy = components.energy
     model, notes = fast_energy(energy, recipe.run, device)  # before the EMA copies the weights' memory format
@@ -247,13 +258,14 @@ def _joined_device(settings: RunSettings, world: World) -> torch.device:
     device = usable_device(settings)
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
-    join(world, device)
+    join(world, device, settings.collective_timeout_s)
     return device
 
 
 def _free_folder(out_dir: Path, world: World, resume: bool) -> Path:
     """Rank 0's run folder; refused when it already holds a run that is not being resumed."""
     out_dir = Path(from_main(str(out_dir), world))  # a default folder names rank 0's time
+    _refuse_an_impossible_folder(out_dir)
     refused = not resume and holds_run(out_dir)
     barrier(world)  # every rank has looked before rank 0 creates the folder
     if refused:
@@ -264,12 +276,22 @@ def _free_folder(out_dir: Path, world: World, resume: bool) -> Path:
     return out_dir
 
 
+def _refuse_an_impossible_folder(out_dir: Path) -> None:
+    """A run folder that cannot be created (under a file, or a file itself) is refused before anything is built."""
+    for place in (out_dir, *out_dir.parents):
+        if place.exists():
+            if not place.is_dir():
+                what = "is a file" if place == out_dir else f"is under {place}, which is a file"
+                raise EbmkitError(f"--out {out_dir} {what}: a run folder must be a folder; choose another --out")
+            return
+
+
 def _build_components(recipe: Recipe, device: torch.device, world: World, console: Console) -> tuple[Components, int]:
     """The components, with the same initial weights on every rank, and the thread count, now set."""
     torch.manual_seed(recipe.run.seed)  # every rank builds the same initial weights
     components = build(recipe, device)
     if world.distributed:  # then each rank samples its own chains
-        torch.manual_seed(recipe.run.seed + RANK_SEED_STRIDE * world.rank)
+        torch.manual_seed(rank_seed(recipe.run.seed, world.rank))
     threads, why = choose_threads(recipe.run, components.energy)
     torch.set_num_threads(threads)
     console.print(f"threads: {threads} ({why})")
@@ -339,8 +361,9 @@ def _first_source(recipe: Recipe, out_dir: Path) -> str:
 #: and evaluates, and where; and the ``[run]`` settings plugins declare (``ebmkit_run_settings``).
 #: Anything else would change the model, the data or the updates.
 RESUMABLE = (
-    "train.steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", "train.time_limit_s",
-    "train.eval_at_start", "train.on_divergence", "run.threads", "run.device", "run.name", "evaluators",
+    "train.steps", "train.log_every", "train.checkpoint_every", "train.checkpoint_every_minutes", "train.keep_checkpoints",
+    "train.time_limit_s", "train.eval_at_start", "train.on_divergence", "run.threads", "run.device", "run.name",
+    "run.collective_timeout_s", "evaluators",
 )
 
 
@@ -371,15 +394,43 @@ def resume_recipe(run_dir: str | Path, overrides: Sequence[str] = (), registries
     if not overrides:
         return saved
     changed = recipe_.load(folder / "recipe.toml", overrides, registries)
-    plugins = tuple(f"run.{name}" for name in changed.plugin_settings)
-    refused = [path for path in _differences(saved.resolved(), changed.resolved()) if not _resumable(path, plugins)]
+    refused, resumable = _changes_refused(saved, changed)
     if refused:
         raise EbmkitError(
             f"--set cannot change {', '.join(refused)} when resuming {run_dir}: the run would not continue as it "
-            f"was trained. A resumed run may change only {', '.join(RESUMABLE + plugins)}; start a new run (ebmkit run "
+            f"was trained. A resumed run may change only {', '.join(resumable)}; start a new run (ebmkit run "
             "RECIPE --out NEW_FOLDER) to train with other settings"
         )
     return changed
+
+
+def continues(recipe: Recipe, out_dir: str | Path) -> bool:
+    """``--resume auto``: whether ``recipe`` continues the run in ``out_dir`` (True) or starts one
+    there (False: the folder holds no run). A re-launched job (a requeue, torchrun's restart)
+    runs the same command again and goes on where the last one stopped.
+
+    :raises EbmkitError: the folder holds a run that ``recipe`` does not continue: it differs
+        in more than a resume may change (the same check as ``--resume RUN_DIR --set ...``).
+    """
+    folder = Path(out_dir)
+    if not holds_run(folder):
+        return False
+    saved = resume_recipe(folder, (), recipe.registries)
+    refused, resumable = _changes_refused(saved, recipe)
+    if refused:
+        raise EbmkitError(
+            f"--resume auto: {folder} holds a run of another recipe ({', '.join(refused)} differ); it would not continue "
+            f"as it was trained. A resumed run may change only {', '.join(resumable)}; choose another --out folder"
+        )
+    return True
+
+
+def _changes_refused(saved: Recipe, changed: Recipe) -> tuple[list[str], tuple[str, ...]]:
+    """The dotted paths at which ``changed`` differs from ``saved`` beyond what a resume may
+    change, and what a resume may change (RESUMABLE and the plugins' ``[run]`` settings)."""
+    plugins = tuple(f"run.{name}" for name in changed.plugin_settings)
+    refused = [path for path in _differences(saved.resolved(), changed.resolved()) if not _resumable(path, plugins)]
+    return refused, RESUMABLE + plugins
 
 
 def _resumable(path: str, plugin_settings: tuple[str, ...] = ()) -> bool:

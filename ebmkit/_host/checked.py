@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ebmkit._host.errors import EbmkitError
+from ebmkit._host.errors import EbmkitError, allocation_asked
 from ebmkit._host.protocols import LossOutput, SampleResult, StepContext, StepResult
 
 
@@ -55,6 +55,26 @@ def sample(sampler: Any, energy: Any, x0: torch.Tensor, **kwargs: Any) -> Sample
     if kwargs.get("keep_graph", 0) and result.x_graph is None:
         raise _broken(sampler, "sample()", f"returned no x_graph although keep_graph={kwargs['keep_graph']} was asked", expected)
     return result
+
+
+def push(buffer: Any, x: torch.Tensor) -> None:
+    """``buffer.push(x)``; a buffer that cannot allocate its storage (a capacity beyond the
+    memory there is) is a clear error naming it and the size it asked for."""
+    try:
+        buffer.push(x)
+    except (MemoryError, RuntimeError) as exc:
+        asked = allocation_asked(exc)
+        if asked is None:
+            raise
+        from ebmkit._host.registry import describe
+
+        raise ComponentMemoryError(
+            f"{describe(buffer)}: push() could not allocate {asked or 'its storage'}, more memory than there is; lower its capacity"
+        ) from None
+
+
+class ComponentMemoryError(EbmkitError):
+    """A component asked for more memory than there is."""
 
 
 def draw(buffer: Any, n: int, data: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -114,3 +115,30 @@ class RunInterrupted(Exception):
     def __init__(self, message: str, checkpoint: Any, resume_command: str):
         self.checkpoint, self.resume_command = checkpoint, resume_command
         super().__init__(message)
+
+
+class RankLost(Exception):
+    """A data-parallel run lost a rank (it died, raised, or did not answer within
+    ``[run].collective_timeout_s``), so this rank stopped too. The message names the lost ranks.
+
+    Not a user error: the CLI prints the message and exits with :attr:`exit_code`.
+    """
+
+    exit_code = 1
+
+
+def allocation_asked(exc: BaseException) -> str | None:
+    """The size a failed allocation asked for ("8.0 TiB (8,796,093,022,208 bytes)"), "" when
+    torch did not say, or None when ``exc`` is not an allocation failure."""
+    message = str(exc)
+    if not isinstance(exc, MemoryError) and not any(s in message for s in ("allocate", "out of memory", "size calculation overflowed")):
+        return None
+    found = re.search(r"allocate (\d+) bytes", message)
+    if found is None:
+        return ""
+    size, unit = float(found[1]), "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024:
+            break
+        size /= 1024
+    return f"{size:.1f} {unit} ({int(found[1]):,} bytes)"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ebmkit._host import params as params_
-from ebmkit._host.errors import ComponentBuildError, EbmkitError, RecipeError, RecipeProblem, UnknownComponentError
+from ebmkit._host.errors import ComponentBuildError, EbmkitError, RecipeError, RecipeProblem, UnknownComponentError, allocation_asked
 from ebmkit._host.kinds import KINDS, Key, Kind, kind_named
 
 if TYPE_CHECKING:
@@ -106,9 +106,10 @@ class ComponentSpec:
         except (EbmkitError, ValueError, TypeError, OSError) as exc:  # a factory refusing its input
             raise ComponentBuildError(self.where, f"{self.entry.label}: {exc}") from exc
         except (MemoryError, RuntimeError) as exc:
-            if not _out_of_memory(exc):
+            asked = allocation_asked(exc)
+            if asked is None:
                 raise
-            raise ComponentBuildError(self.where, f"{self.entry.label}: its parameters ask for more memory than there is ({exc})") from exc
+            raise ComponentBuildError(self.where, f"{self.entry.label}: its parameters ask for more memory than there is ({asked or exc})") from exc
         protocol = self.entry.kind.protocol_type()
         if not isinstance(built, protocol):
             # ebmkit's protocols by their public name (ebmkit.Sampler), others by their module's
@@ -183,12 +184,6 @@ def describe(component: Any) -> str:
     if found is not None and found[0]() is component:
         return found[1]
     return f"{type(component).__module__}.{type(component).__qualname__}"
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` says an allocation failed: torch raises a RuntimeError for sizes far too large."""
-    message = str(exc)
-    return isinstance(exc, MemoryError) or any(s in message for s in ("allocate", "out of memory", "size calculation overflowed"))
 
 
 def _plain(value: Any) -> Any:

@@ -68,7 +68,7 @@ def is_compose_file(path: str | Path) -> bool:
     """Whether ``path`` is a readable TOML file with a ``[compose]`` table (else it is read as a recipe)."""
     try:
         return "compose" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
         return False  # (reading it as a recipe reports what is wrong)
 
 
@@ -77,7 +77,7 @@ def plan(
 ) -> ComposePlan:
     """Read a compose file (optional), apply the command line, and check everything that
     needs no model: the tables, the settings and the expression's grammar."""
-    from ebmkit._recipes.recipe import _check_settings, apply_overrides
+    from ebmkit._recipes.recipe import _check_settings, apply_overrides, toml_error
 
     source = str(path) if path is not None else "ebmkit compose"
     data: dict[str, Any] = {}
@@ -86,8 +86,8 @@ def plan(
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise EbmkitError(f"compose file not found: {path}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise RecipeError(source, [RecipeProblem("", f"not valid TOML: {exc}")]) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise RecipeError(source, [RecipeProblem("", f"not valid TOML: {toml_error(exc)}")]) from None
     table = data.setdefault("compose", {})
     problems: list[RecipeProblem] = []
     if not isinstance(table, dict):

@@ -30,14 +30,24 @@ from ebmkit._host.registry import ComponentSpec, Registries, check_keys, table_o
 from ebmkit._host.installed import default_registries
 
 
+#: The largest ``[run].seed``: the ranks' and rollbacks' strides added to it stay below 2**63.
+MAX_SEED = 2**62
+
+
 @attrs.frozen(kw_only=True)
 class RunSettings:
     """``[run]``: settings of the run as a whole."""
 
-    seed: int = 0
-    device: str = "cpu"
+    #: The run's random seed; a data-parallel rank and a rollback add their own strides to it.
+    seed: int = attrs.field(default=0)
+    #: A torch device string ("cpu", "cuda", "cuda:1", "mps").
+    device: str = attrs.field(default="cpu")
     #: Names the default run folder (runs/NAME-DATE): a plain name, not a path.
     name: str = attrs.field(default="")
+    #: How long a collective operation of a data-parallel run waits for the other ranks: a rank
+    #: that died, raised or hangs stops the others after this at the latest. Rank 0's
+    #: evaluations and checkpoints between two updates must fit in it.
+    collective_timeout_s: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
     #: Intra-op CPU threads (torch.set_num_threads). Unset: 1 for energies under
     #: ``SMALL_ENERGY_PARAMETERS`` parameters, where a thread barrier costs more than it saves,
     #: else torch's default. The run says what it chose.
@@ -57,10 +67,26 @@ class RunSettings:
     #: itself, and every loss and gradient reduction of it, stays float32.
     autocast: Literal["bf16"] | None = None
 
+    @seed.validator
+    def _seed_in_range(self, attribute: attrs.Attribute, value: int) -> None:
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(f"a seed is an integer from 0 to 2**62, not {value}")
+
     @name.validator
     def _plain_name(self, attribute: attrs.Attribute, value: str) -> None:
         if "/" in value or "\\" in value or value in (".", ".."):
             raise ValueError(f"a run name is a plain name, not a path: {value!r} (use --out for the folder)")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(f"a run name names a folder and cannot hold control characters: {value!r}")
+
+    @device.validator
+    def _torch_device(self, attribute: attrs.Attribute, value: str) -> None:
+        import torch  # (only when a recipe is checked: listing commands import no torch)
+
+        try:
+            torch.device(value)
+        except (RuntimeError, ValueError, TypeError):
+            raise ValueError(f"{value!r} is not a device torch knows; write one as torch does, e.g. \"cpu\", \"cuda\", \"cuda:1\", \"mps\"") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -75,7 +101,7 @@ class DivergencePolicy:
     #: Draw new random numbers after a rollback, so the retry does not repeat the same chains.
     reseed: bool = True
     #: Rollbacks allowed over the whole run; one more divergence stops it.
-    max_retries: int = attrs.field(default=3, validator=attrs.validators.ge(0))
+    max_retries: int = attrs.field(default=3, validator=[attrs.validators.ge(0), attrs.validators.le(1000)])
 
 
 @attrs.frozen(kw_only=True)
@@ -86,6 +112,10 @@ class TrainSettings:
     batch_size: int = attrs.field(default=128, validator=attrs.validators.gt(0))
     log_every: int = attrs.field(default=50, validator=attrs.validators.gt(0))
     checkpoint_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    #: Also write a checkpoint when this many minutes passed since the last one (unset: never),
+    #: so that a pre-empted or failed run loses minutes. Such a checkpoint is replaced by the
+    #: next checkpoint written: it never fills the disk.
+    checkpoint_every_minutes: float | None = attrs.field(default=30.0, validator=attrs.validators.optional(attrs.validators.gt(0)))
     grad_clip: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
     ema: float | None = attrs.field(default=None, validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.lt(1)]))
     eval_at_start: bool = True
@@ -195,7 +225,7 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
             path.append(int(index) if index else (int(name) if name.isdigit() else name))
     try:
         document = tomllib.loads(f"v = {raw.strip()}")
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         document = {}
     value = document["v"] if list(document) == ["v"] else raw.strip()
     return path, value
@@ -356,6 +386,13 @@ def validate(data: Mapping[str, Any], source: str = "<recipe>", registries: Regi
     return Recipe(source, dict(data), settings["run"], settings["train"], components, plugin_settings, registries)
 
 
+def toml_error(exc: Exception) -> str:
+    """What was wrong with a TOML text (tomllib's own recursion gives up on deep nesting)."""
+    if isinstance(exc, RecursionError):
+        return "its arrays or tables are nested too deeply to read"
+    return str(exc)
+
+
 def load(path: str | Path, overrides: Sequence[str] = (), registries: Registries | None = None) -> Recipe:
     """Read, override and validate a recipe file."""
     path = Path(path)
@@ -373,8 +410,8 @@ def load(path: str | Path, overrides: Sequence[str] = (), registries: Registries
         raise RecipeError(str(path), [RecipeProblem("", f"the file is empty; a recipe needs at least {', '.join(required)}")])
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(str(path), [RecipeProblem("", f"not valid TOML: {exc}")]) from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise RecipeError(str(path), [RecipeProblem("", f"not valid TOML: {toml_error(exc)}")]) from None
     problems = apply_overrides(data, overrides)
     try:
         recipe = validate(data, str(path), registries)

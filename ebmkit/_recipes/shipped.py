@@ -46,6 +46,8 @@ def resolve(recipe: str) -> Path:
 
     :raises EbmkitError: neither a file nor a shipped recipe, with the nearest names.
     """
+    if not recipe.strip():
+        raise EbmkitError("the recipe is an empty string: give a recipe file or the name of a shipped recipe ('ebmkit recipes' lists them)")
     path = Path(recipe)
     if path.is_file() or path.suffix == ".toml" or len(path.parts) != 1:
         return path  # a path (reading it reports a missing file)
