@@ -318,3 +318,22 @@ def test_a_recipe_written_for_eight_ranks_warns_when_run_on_one(tmp_path):
     run = setup(recipe, tmp_path / "run", console=Console(file=out, width=300), live=False)
     run.lock.close()
     assert "written for 8 data-parallel ranks" in out.getvalue() and "effective batch is 8 instead of 64" in out.getvalue()
+
+
+def test_each_torchrun_attempt_keeps_its_keys_apart_in_the_agents_store():
+    """torchrun's agent keeps one store across restarts: a restarted group must not read the
+    keys (a dead rank's address) of the attempt before it."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from ebmkit._engine.distributed import _attempt_store
+
+    server = dist.TCPStore("127.0.0.1", 0, 1, is_master=True, timeout=timedelta(seconds=10))
+    env = {"TORCHELASTIC_USE_AGENT_STORE": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(server.port)}
+    first = _attempt_store(World(0, 2), timedelta(seconds=10), env | {"TORCHELASTIC_RESTART_COUNT": "0"})
+    second = _attempt_store(World(0, 2), timedelta(seconds=10), env | {"TORCHELASTIC_RESTART_COUNT": "1"})
+    first.set("rank_0", "dead address")
+    assert not second.check(["rank_0"]) and first.check(["rank_0"])
+    assert server.get("ebmkit/attempt_0/rank_0") == b"dead address"
+    assert _attempt_store(World(0, 2), None, {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}) is None  # not under torchrun's agent

@@ -68,7 +68,26 @@ def join(world: World, device: torch.device, timeout_s: float | None = None) -> 
         return
     timeout = timedelta(seconds=timeout_s) if timeout_s is not None else None
     with collective(world, "joining the other ranks"):
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size, timeout=timeout)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size, timeout=timeout,
+                                store=_attempt_store(world, timeout))
+
+
+def _attempt_store(world: World, timeout: timedelta | None, environ: Mapping[str, str] | None = None):
+    """This attempt's own view of torchrun's store, or None (torch then reads ``MASTER_ADDR``).
+
+    torchrun's agent keeps one store for all the attempts of a run, so after a restart the
+    process group's keys of the attempt before are still there: a restarted rank can read a dead
+    rank's address and wait for it forever (seen with torch 2.14 and ``--max-restarts``). Each
+    attempt's keys therefore go under its own prefix, as torch's older launchers did.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in env or "MASTER_PORT" not in env:
+        return None
+    import torch.distributed as dist
+
+    client = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world.size, is_master=False,
+                           timeout=timeout or timedelta(minutes=30))
+    return dist.PrefixStore(f"ebmkit/attempt_{env.get('TORCHELASTIC_RESTART_COUNT', '0')}", client)
 
 
 @contextlib.contextmanager
