@@ -19,7 +19,10 @@ import torch.multiprocessing as mp
 
 from ebmkit._engine.distributed import World, average_gradients, mean_over_ranks, world_from_env
 from ebmkit._host.errors import EbmkitError
-from tests.conftest import RECIPES, ROOT
+from tests.conftest import RECIPES, ROOT, load_benchmark
+
+#: a torchrun agent's live workers, {rank: pid}, as the soak script finds them
+workers = load_benchmark("soak_resume").workers
 
 RECIPE = {
     "run": {"seed": 0, "threads": 1},
@@ -136,20 +139,6 @@ def torchrun(*args: str, nproc: int = 2, timeout: int = 240, launcher: tuple[str
 SHORT = ["--set", "train.checkpoint_every=5", "--set", "evaluators=[]", "--set", "run.threads=1"]
 
 
-def workers_of(agent: subprocess.Popen) -> dict[int, int]:
-    """A torchrun agent's worker processes: {rank: pid} (read from their environment)."""
-    found = {}
-    for pid in subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True, text=True).stdout.split():
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ranks = [entry[5:] for entry in environ if entry.startswith(b"RANK=")]
-        if ranks:
-            found[int(ranks[0])] = int(pid)
-    return found
-
-
 def wait_for(condition, agents, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -174,7 +163,7 @@ def test_torchrun_restarts_a_killed_worker_group_which_resumes_bitwise_where_it_
                      launcher=("--standalone", "--max-restarts=3"), popen=True)
     checkpoint = elastic / "checkpoints" / "step_0000010"
     wait_for(checkpoint.exists, [agent])
-    os.kill(workers_of(agent)[1], signal.SIGKILL)
+    os.kill(workers(agent)[1], signal.SIGKILL)
     output, _ = agent.communicate(timeout=240)
     assert agent.returncode == 0, output[-3000:]
     assert "rank 1 died or stopped answering" in output and "resuming from step 10" in output  # or later
@@ -206,7 +195,7 @@ def test_a_rank_killed_on_another_node_stops_this_one_in_bounded_time_naming_it(
     ]
     try:
         wait_for((tmp_path / "run" / "checkpoints" / "step_0000005").exists, nodes)
-        (dead, pid), = workers_of(nodes[1]).items()
+        (dead, pid), = workers(nodes[1]).items()
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         output, _ = nodes[0].communicate(timeout=60)

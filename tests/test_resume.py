@@ -21,7 +21,11 @@ from ebmkit._engine.checkpoint import CheckpointError, list_checkpoints, read_st
 from ebmkit._host.errors import EbmkitError, TrainingDiverged
 from ebmkit._engine.loop import train
 from ebmkit._recipes.recipe import load
-from tests.conftest import plugin_env, read_metrics
+from tests.conftest import load_benchmark, plugin_env, read_metrics
+
+_soak = load_benchmark("soak_resume")
+#: the highest step logged in a run folder (-1 before any), as the soak script reads it
+_steps_logged = _soak.steps_logged
 
 #: A small quickstart: replay buffer, EMA, Adam, an evaluator; every update logged.
 TINY = """
@@ -78,19 +82,8 @@ plot = false
 """
 
 #: Kills its own process while a checkpoint is being written (its files are in the temporary
-#: folder, not yet renamed into place), once per switch file.
-KILL_SWITCH = """
-import os
-import signal
-from ebmkit import hookimpl
-
-@hookimpl
-def ebmkit_checkpoint_save(folder):
-    switch = os.environ.get("KILL_SWITCH")
-    if switch and os.path.exists(switch):
-        os.unlink(switch)
-        os.kill(os.getpid(), signal.SIGKILL)
-"""
+#: folder, not yet renamed into place), once per switch file: the soak script's plugin.
+KILL_SWITCH = _soak.KILL_SWITCH
 
 #: A loss term that is NaN for a few calls: a divergence injected from outside ebmkit.
 NAN_LOSS = """
@@ -132,20 +125,6 @@ def _final_tensors(folder: Path) -> dict[str, torch.Tensor]:
 def _ebmkit(*args: str, env: dict, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ebmkit", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def _steps_logged(folder: Path) -> int:
-    try:
-        lines = (folder / "metrics.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return -1
-    steps = [-1]
-    for line in lines:
-        try:
-            steps.append(json.loads(line)["step"])
-        except (json.JSONDecodeError, KeyError):
-            pass
-    return max(steps)
 
 
 def test_a_run_killed_at_random_moments_and_resumed_ends_bitwise_identical(tmp_path, install_plugin):
