@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,8 +167,9 @@ def test_torchrun_restarts_a_killed_worker_group_which_resumes_bitwise_where_it_
     os.kill(workers(agent)[1], signal.SIGKILL)
     output, _ = agent.communicate(timeout=240)
     assert agent.returncode == 0, output[-3000:]
-    assert "rank 1 died or stopped answering" in output and "resuming from step 10" in output  # or later
-    assert (checkpoint / "rank1.state.safetensors").exists() or not checkpoint.exists()
+    assert "rank 1 died or stopped answering" in output
+    assert re.search(r"resuming from step (10|15|20|25) ", output), output[-3000:]  # the latest checkpoint when it was killed
+    assert (checkpoint / "rank1.state.safetensors").exists()
     for name in ("energy.safetensors", "ema.safetensors"):
         a, b = (load_file(str(run / "checkpoints" / "step_0000030" / name)) for run in (straight, elastic))
         for key in a:
