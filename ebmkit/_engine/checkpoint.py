@@ -223,10 +223,9 @@ def prune_checkpoints(run_dir: Path, keep: int | None) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
     found = list_checkpoints(run_dir)
     # (a replaceable checkpoint goes as soon as a later one lands: only the last few can be one)
-    doomed = [folder for folder in found[-4:-1] if _is_replaceable(folder)]
-    kept = [folder for folder in found if folder not in doomed]
-    doomed += kept[:-keep] if keep is not None else []
-    for old in doomed:
+    replaced = [folder for folder in found[-4:-1] if _is_replaceable(folder)]
+    kept = [folder for folder in found if folder not in replaced]
+    for old in replaced + (kept[:-keep] if keep is not None else []):
         # Renamed first, so a kill during the removal never leaves a half-deleted checkpoint in place.
         doomed = root / f".tmp-removing-{old.name}"
         os.rename(old, doomed)

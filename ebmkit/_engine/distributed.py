@@ -25,6 +25,8 @@ from ebmkit._host.errors import EbmkitError, RankLost
 #: How long a rank that lost the others waits for their last words before it names the silent ones.
 LAST_WORDS_WAIT_S = 3.0
 _LAST_WORDS = "ebmkit/last_words/"
+#: The last words of a rank that did not fail itself but lost the others (it names no culprit).
+_LOST_THE_OTHERS = "lost the others"
 
 
 @attrs.frozen
@@ -99,7 +101,7 @@ def collective(world: World, what: str) -> Iterator[None]:
     except RuntimeError as exc:  # gloo's and NCCL's errors (DistBackendError is one)
         if not world.distributed:
             raise
-        say_last_words(world, f"lost the others while {what}")
+        say_last_words(world, f"{_LOST_THE_OTHERS} while {what}")
         raise RankLost(f"rank {world.rank} of {world.size} stopped: {lost_ranks(world)}, while {what} "
                        f"({first_line(exc)})") from None
 
@@ -149,7 +151,7 @@ def lost_ranks(world: World, wait_s: float = LAST_WORDS_WAIT_S) -> str:
     except Exception:  # the store's host is gone: rank 0 hosts it unless torchrun's agent does
         return "rank 0 died or stopped answering (the rendezvous store it may hold no longer answers)"
     silent = [rank for rank in others if rank not in words]
-    raised = [f"rank {rank} {text}" for rank, text in words.items() if not text.startswith("lost the others")]
+    raised = [f"rank {rank} {text}" for rank, text in words.items() if not text.startswith(_LOST_THE_OTHERS)]
     parts = [*raised]
     if silent:
         parts.append(f"rank{'s' if len(silent) > 1 else ''} {', '.join(map(str, silent))} died or stopped answering "
@@ -190,11 +192,11 @@ def mean_over_ranks(metrics: Mapping[str, float], world: World, device: torch.de
     return dict(zip(keys, values.tolist(), strict=True))
 
 
-def barrier(world: World, what: str = "waiting for the other ranks") -> None:
+def barrier(world: World) -> None:
     if world.distributed:
         import torch.distributed as dist
 
-        with collective(world, what):
+        with collective(world, "waiting for the other ranks"):
             dist.barrier()
 
 

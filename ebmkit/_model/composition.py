@@ -77,17 +77,18 @@ def plan(
 ) -> ComposePlan:
     """Read a compose file (optional), apply the command line, and check everything that
     needs no model: the tables, the settings and the expression's grammar."""
-    from ebmkit._recipes.recipe import _check_settings, apply_overrides, toml_error
+    from ebmkit._recipes.recipe import _check_settings, apply_overrides, parse_toml
 
     source = str(path) if path is not None else "ebmkit compose"
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise EbmkitError(f"compose file not found: {path}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise RecipeError(source, [RecipeProblem("", f"not valid TOML: {toml_error(exc)}")]) from None
+        except UnicodeDecodeError as exc:
+            raise RecipeError(source, [RecipeProblem("", f"not valid TOML: {exc}")]) from None
+        data = parse_toml(text, source)
     table = data.setdefault("compose", {})
     problems: list[RecipeProblem] = []
     if not isinstance(table, dict):

@@ -386,11 +386,15 @@ def validate(data: Mapping[str, Any], source: str = "<recipe>", registries: Regi
     return Recipe(source, dict(data), settings["run"], settings["train"], components, plugin_settings, registries)
 
 
-def toml_error(exc: Exception) -> str:
-    """What was wrong with a TOML text (tomllib's own recursion gives up on deep nesting)."""
-    if isinstance(exc, RecursionError):
-        return "its arrays or tables are nested too deeply to read"
-    return str(exc)
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """``text`` read as TOML; what is wrong with it is a :class:`RecipeError` of ``source``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        problem = str(exc)
+    except RecursionError:  # tomllib's own recursion gives up on deep nesting
+        problem = "its arrays or tables are nested too deeply to read"
+    raise RecipeError(source, [RecipeProblem("", f"not valid TOML: {problem}")])
 
 
 def load(path: str | Path, overrides: Sequence[str] = (), registries: Registries | None = None) -> Recipe:
@@ -408,10 +412,7 @@ def load(path: str | Path, overrides: Sequence[str] = (), registries: Registries
     if not text.strip():
         required = ["[train]", *(kind.recipe_table for kind in COMPONENT_KINDS if kind.required)]
         raise RecipeError(str(path), [RecipeProblem("", f"the file is empty; a recipe needs at least {', '.join(required)}")])
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
-        raise RecipeError(str(path), [RecipeProblem("", f"not valid TOML: {toml_error(exc)}")]) from None
+    data = parse_toml(text, str(path))
     problems = apply_overrides(data, overrides)
     try:
         recipe = validate(data, str(path), registries)
