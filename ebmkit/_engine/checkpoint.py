@@ -202,7 +202,7 @@ def _write(run: Run, temporary: Path, before_rename: Any, replaceable: bool = Fa
     energy["conditioning"] = conditioning.to_record() if conditioning is not None else None
     energy["domain"] = list(dataset.domain) if dataset.domain is not None else None
     meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy, "recipe": run.recipe.resolved(),
-            "world_size": run.world.size, "replaceable": replaceable}
+            "world_size": run.world.size, "replaceable": replaceable, "history": run.history}
     (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
     if before_rename is not None:
         before_rename(temporary)
@@ -302,6 +302,7 @@ def restore_checkpoint(run: Run, folder: Path) -> None:
     """Put the run state saved in ``folder`` into ``run.state``: the run continues exactly
     as the one that wrote it."""
     load_weights(run.state.energy, folder / "energy.safetensors")
+    run.history = list(read_meta(folder).get("history", []))
     if run.state.ema is not None:
         load_weights(run.state.ema.module, folder / "ema.safetensors")
     try:

@@ -44,6 +44,7 @@ from ebmkit._engine.distributed import any_rank, any_ranks, average_gradients, f
 from ebmkit._host.errors import EbmkitError, RankLost, RunInterrupted, TrainingDiverged
 from ebmkit._host.protocols import ReferenceSet, SampleResult, TrainBatch, diagnostics, needs_of
 from ebmkit._recipes.recipe import Recipe
+from ebmkit._engine.init_from import start_from
 from ebmkit._engine.run import Run, continues, rank_seed, read_metrics, resume_run, setup
 from ebmkit._engine.speed import channels_last_if
 
@@ -437,6 +438,8 @@ def train(
         run = setup(recipe, out_dir, console=console, live=live, registries=registries, resume=resume, world=world)
         if resume and resume_run(run):
             return RunResult(out_dir, {})
+        if recipe.train.init_from is not None and not run.resumed:
+            start_from(run)
         return Trainer(run).fit()
     except (Exception, KeyboardInterrupt) as exc:
         if world.distributed and not isinstance(exc, RankLost | RunInterrupted):

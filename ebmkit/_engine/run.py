@@ -81,6 +81,8 @@ class Run:
     world: World = attrs.field(factory=World)
     #: the plugin manager whose hooks the run calls (``hook``); None for a run built by hand
     plugin_manager: Any = None
+    #: the runs this one's weights came through before it (``[train].init_from``), earliest first
+    history: list[dict[str, Any]] = attrs.field(factory=list)
     _plugins: dict[str, object] = attrs.field(factory=dict, repr=False, init=False)
 
     def register(self, plugin: object, name: str) -> None:

@@ -72,6 +72,13 @@ class Energy(nn.Module):
     #: training data), so that ``given`` takes class names; None when unknown.
     conditioning: Conditioning | None = None
 
+    #: How the weights came to be (set by :func:`ebmkit.load`): one record per training run,
+    #: earliest first, the loaded checkpoint's own run last. A run that started from another
+    #: (``[train].init_from``) adds to its source's history. Each record holds the run folder
+    #: (``run``), the checkpoint's name and step (``checkpoint``, ``step``) and the resolved
+    #: recipe (``recipe``). Empty for an energy built by hand.
+    history: tuple[dict, ...] = ()
+
     def named(self, label: str) -> Energy:
         """This energy under a name shown in expressions, e.g. ``smile + male``.
 

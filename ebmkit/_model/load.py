@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ebmkit._engine.init_from import history_of
 from ebmkit._engine.checkpoint import CheckpointError, PluginVersionWarning, find_checkpoint, load_weights, read_meta, run_folder_of
 from ebmkit._host.energy import Energy
 from ebmkit._host.errors import RecipeError
@@ -28,6 +29,9 @@ def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cp
     it is conditioned by class name: ``load(run).given("red")``, ``given(color="red")``.
 
     :param ema: return the EMA weights when the checkpoint has them (the default), else the raw ones.
+    Its ``history`` lists the training runs its weights came through, earliest first: more
+    than one when a run started from another's weights (``[train].init_from``).
+
     :return: the energy in eval mode, named after its run folder (rename with ``.named``);
         compose it like any other (``load(a).given("red") + load(b).given("circle")``).
     """
@@ -58,4 +62,5 @@ def load(path: str | Path, *, ema: bool = True, device: str | torch.device = "cp
     weights = folder / ("ema.safetensors" if ema and (folder / "ema.safetensors").exists() else "energy.safetensors")
     load_weights(energy, weights)
     energy.conditioning = conditioning
+    energy.history = tuple(history_of(folder, meta))
     return energy.to(device).eval().named(run_folder_of(folder).resolve().name)

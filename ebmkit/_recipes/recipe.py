@@ -133,6 +133,12 @@ class TrainSettings:
     #: on one update earlier and may see this batch's own samples. Their distance is not zero
     #: only when the buffer's draws are not exact copies (``uint8`` storage dequantises them,
     #: ``on_draw`` augments them); with exact copies the entropy term is infinite.
+    #: Start from the weights of another run (its folder, for its latest checkpoint, or a
+    #: checkpoint folder): the energy, the EMA and the optimizer's moments, with this recipe's
+    #: settings. A second training phase, e.g. Energy Matching's contrastive phase after its
+    #: flow-matching warm-up. Read once, when the run starts at step 0; a resume reads its own
+    #: checkpoints. The source is recorded in every checkpoint (``ebmkit.load(...).history``).
+    init_from: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.min_len(1)))
     push_negatives: Literal["after_step", "before_losses"] = attrs.field(
         default="after_step", validator=attrs.validators.in_(("after_step", "before_losses"))
     )
