@@ -32,6 +32,8 @@ from ebmkit._engine.loop import train
 from ebmkit.plugins.toy.densities import DENSITIES, Grid
 from ebmkit.plugins.toy.density2d import energies
 
+from phases import FIRST_PHASE_SHARE, first_phase
+
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 #: Table label -> recipe. The recipes are written for 8 Gaussians; other densities swap [data].name.
@@ -46,28 +48,42 @@ METHODS = {
     "denoising score matching": "dsm_8gaussians.toml",
     "sliced score matching": "ssm_8gaussians.toml",
     "NCE": "nce_8gaussians.toml",
+    "Energy Matching": "energy_matching_8gaussians.toml",
 }
 
 
 def run_method(recipe_file: str, density: str, budget: float, seed: int, out_dir: Path) -> dict:
+    """Train one recipe for ``budget`` seconds; a recipe that starts from another run (Energy
+    Matching's second phase) trains that run first, within the same budget."""
     overrides = [
         f"data.name={density}",
         f"run.seed={seed}",
         "train.steps=100000000",
-        f"train.time_limit_s={budget}",
         "train.log_every=100",
         'evaluators=[{name = "density2d", every = 100, plot = false}]',
     ]
-    recipe = load(RECIPES / recipe_file, overrides)
+    first, updates, curve, offset = first_phase(RECIPES / recipe_file), 0, [], 0.0
+    if first is not None:
+        share = FIRST_PHASE_SHARE[recipe_file]
+        warmup = train(load(first, [*overrides, f"train.time_limit_s={budget * share}"]), out_dir / "first", console=Console(quiet=True), live=False)
+        updates, curve, offset = int(warmup.metrics["updates"]), kl_curve(out_dir / "first"), warmup.metrics["train_s"]
+        overrides.append(f'train.init_from="{out_dir / "first"}"')
+        budget -= offset
+    recipe = load(RECIPES / recipe_file, [*overrides, f"train.time_limit_s={budget}"])
     final = train(recipe, out_dir, console=Console(quiet=True), live=False).metrics  # the latest value of each
-    lines = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-    train_s = {line["step"]: line["train_s"] for line in lines if "train_s" in line}
-    curve = [(train_s.get(line["step"], 0.0), line["density2d/grid_kl"]) for line in lines if "density2d/grid_kl" in line]
+    curve += [(offset + t, kl) for t, kl in kl_curve(out_dir)]
     return {
-        "updates": int(final["updates"]), "train_s": final["train_s"], "kl": final["density2d/grid_kl"],
+        "updates": updates + int(final["updates"]), "train_s": offset + final["train_s"], "kl": final["density2d/grid_kl"],
         "nll": final["density2d/grid_nll"], "nll_true": final["density2d/grid_nll_true"], "curve": curve,
         "density": model_density(ebmkit.load(out_dir), Grid()),
     }
+
+
+def kl_curve(run: Path) -> list[tuple[float, float]]:
+    """The grid KL a run logged, against its training seconds."""
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_s = {line["step"]: line["train_s"] for line in lines if "train_s" in line}
+    return [(train_s.get(line["step"], 0.0), line["density2d/grid_kl"]) for line in lines if "density2d/grid_kl" in line]
 
 
 def model_density(energy, grid: Grid) -> torch.Tensor:

@@ -30,6 +30,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+from phases import FIRST_PHASE_SHARE, first_phase
+
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 #: Table label -> recipe.
@@ -40,6 +42,7 @@ METHODS = {
     "DCD (MCMC-free)": "dcd_digits.toml",
     "energy discrepancy": "energy_discrepancy_digits.toml",
     "DSM + annealed Langevin": "dsm_digits.toml",
+    "Energy Matching": "energy_matching_digits.toml",
 }
 
 #: The settings tried for each method (--sweep), as overrides of its recipe; the recipe holds the
@@ -112,6 +115,13 @@ def run_method(recipe_file: str, overrides: list[str], budget: float, seed: int,
     recipe = load(RECIPES / recipe_file, run_settings(recipe_file, overrides, seed, budget))
     if QUALITY not in {spec.entry.name for spec in recipe.many("evaluators")}:
         raise SystemExit(f"{recipe_file} has no {QUALITY} evaluator to score it")
+    first, updates, train_s = first_phase(RECIPES / recipe_file), 0, 0.0
+    if first is not None:  # a second phase: its first phase trains within the same budget
+        settings = [*run_settings(first.name, [], seed, budget * FIRST_PHASE_SHARE[recipe_file]), "evaluators=[]"]
+        warmup = train(load(first, settings), out_dir / "first", console=Console(quiet=True), live=False).metrics
+        updates, train_s = int(warmup["updates"]), warmup["train_s"]
+        rest = [f"train.time_limit_s={budget - train_s}", f'train.init_from="{out_dir / "first"}"']
+        recipe = load(RECIPES / recipe_file, run_settings(recipe_file, overrides, seed, budget) + rest)
     (out_dir / "cache").mkdir(parents=True)
     for kept in cache.glob("classifier*"):  # the classifier trained once, shared by every run
         shutil.copy2(kept, out_dir / "cache" / kept.name)
@@ -121,7 +131,7 @@ def run_method(recipe_file: str, overrides: list[str], budget: float, seed: int,
             shutil.copy2(made, cache / made.name)
     grid = sorted(out_dir.glob("samples_step*.png"))[-1]
     quality = {k.split("/", 1)[1]: v for k, v in final.items() if k.startswith(f"{QUALITY}/")}
-    return {"updates": int(final["updates"]), "train_s": final["train_s"], "quality": quality, "grid": str(grid)}
+    return {"updates": updates + int(final["updates"]), "train_s": train_s + final["train_s"], "quality": quality, "grid": str(grid)}
 
 
 def run_key(method: str, overrides: list[str], seed: int, budget: float, recipes: Path = RECIPES) -> str:
@@ -131,6 +141,9 @@ def run_key(method: str, overrides: list[str], seed: int, budget: float, recipes
 
     file = METHODS[method]
     settings = load(recipes / file, run_settings(file, overrides, seed, budget, recipes)).data
+    first = first_phase(recipes / file)
+    if first is not None:
+        settings = {"first": load(first, run_settings(first.name, [], seed, budget, recipes)).data, "second": settings}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{file.removesuffix('.toml')}-{digest}-{seed}"
 

@@ -290,3 +290,20 @@ def _tensors(path):
     from safetensors.torch import load_file
 
     return load_file(str(path))
+
+
+def test_the_noise_comes_in_with_the_schedule_and_heun_averages_the_two_ends_of_a_step():
+    """With no drift (a flat energy) the samples' variance is the noise alone. τ* = 1, dt = 0.5:
+    Euler–Maruyama adds √(2ε(t)dt)ξ at t = 0 and 0.5 (ε = 0) and at t = 1 (ε); Heun's step from
+    0.5 to 1 adds ½(g(0.5) + g(1))ΔW = ½√(2ε)·√dt·ξ."""
+    class Flat(Energy):
+        def forward(self, x, cond=None):
+            return 0 * x.flatten(1).sum(1)
+
+    torch.manual_seed(0)
+    x0 = torch.zeros(20000, 1)
+    common = dict(temperature=EPSILON, tau_star=1.0, dt=0.5, given_starts=1.0)
+    for method, t_end, variance in [("euler", 1.0, 0.0), ("euler", 1.5, 2 * EPSILON * 0.5),
+                                    ("heun", 0.5, 0.0), ("heun", 1.0, 0.25 * 2 * EPSILON * 0.5)]:
+        x = EnergyMatchingSampler(method=method, t_end=t_end, **common).sample(Flat(), x0).x
+        assert x.var().item() == pytest.approx(variance, rel=0.05, abs=1e-12), (method, t_end)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -41,8 +42,9 @@ def smoke_overrides(path) -> list[str]:
     overrides = ["run.device=cpu", f"data={data}", "train.steps=2", "train.batch_size=8", "train.log_every=1"]
     recipe = load(path)  # only to find where the buffer, the entropy term and the evaluators sit
     overrides.append("energy.hidden=16" if recipe.one("energy").entry.name == "mlp" else "energy.width=8")
-    annealed = recipe.one("sampler").entry.name == "annealed_langevin"
-    overrides += ["sampler.levels=2", "sampler.steps_per_level=1"] if annealed else ["sampler.steps=2"]
+    sampler = recipe.one("sampler").entry.name
+    overrides += {"annealed_langevin": ["sampler.levels=2", "sampler.steps_per_level=1"],
+                  "energy_matching": ["sampler.t_end=0.02"]}.get(sampler, ["sampler.steps=2"])
     if recipe.one("buffer") is not None:
         overrides.append("buffer.capacity=32")
     for index, spec in enumerate(recipe.many("evaluators")):
@@ -61,9 +63,22 @@ def smoke_overrides(path) -> list[str]:
     return overrides
 
 
+def its_first_phase(path, overrides: list[str], tmp_path, registries) -> list[str]:
+    """A recipe that starts from another run (``[train].init_from = "runs/NAME"``): NAME.toml
+    trained first with the same overrides, and the override that points to it."""
+    source = tomllib.loads(path.read_text()).get("train", {}).get("init_from")
+    if source is None:
+        return []
+    first = path.parent / f"{Path(source).name}.toml"
+    train(load(first, overrides(first), registries), tmp_path / "first", live=False)
+    return [f'train.init_from="{tmp_path / "first"}"']
+
+
 @pytest.mark.parametrize("path", IMAGE_RECIPES, ids=lambda p: p.stem)
 def test_recipe_smoke_pass(path, tmp_path, registries):
-    recipe = load(path, smoke_overrides(path), registries)
+    overrides = smoke_overrides(path) + its_first_phase(path, smoke_overrides, tmp_path, registries)
+    recipe = load(path, overrides, registries)
+    tmp_path = tmp_path / "run"
     train(recipe, tmp_path, live=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r]
@@ -90,7 +105,8 @@ def test_rbm_recipe_smoke_pass(path, tmp_path, registries):
 @pytest.mark.parametrize("path", TWO_D_RECIPES, ids=lambda p: p.stem)
 def test_2d_recipe_smoke_pass(path, tmp_path, registries):
     overrides = ["train.steps=3", "train.log_every=1", 'evaluators=[{name = "density2d", bins = 20, num_test = 100, plot = false}]']
-    recipe = load(path, overrides, registries)
+    recipe = load(path, overrides + its_first_phase(path, lambda _: overrides, tmp_path, registries), registries)
+    tmp_path = tmp_path / "run"
     result = train(recipe, tmp_path, live=False)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     trained = [r for r in rows if "loss" in r]
