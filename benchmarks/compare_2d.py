@@ -227,7 +227,10 @@ density normalised on a 100×100 grid over [−4, 4]², against the true density
 grid, on the EMA weights, with nothing sampled. Parallel tempering, a sampler, appears as the
 quickstart's persistent CD with its chains tempered (docs/tempering.md). JEM is not here: it
 needs labels, and the 2-D densities have none; on unlabelled data its generative term is CD on
-the marginal energy, which the CD rows already show (docs/jem.md).
+the marginal energy, which the CD rows already show (docs/jem.md). Energy Matching trains its two
+phases within the one budget, a third for the flow-matching warm-up and the rest for the
+contrastive phase that starts from it (benchmarks/phases.py); its updates count both, and its
+curve starts with the warm-up, whose density is not yet the data's (docs/energy_matching.md).
 
 ```bash
 {command}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 #: The share of a comparison's training budget the first phase gets, by second-phase recipe.
 #: Energy Matching's warm-up updates are cheap (no sampling); its contrastive updates run chains.
-FIRST_PHASE_SHARE = {"energy_matching_8gaussians.toml": 1 / 3, "energy_matching_digits.toml": 1 / 2}
+FIRST_PHASE_SHARE = {"energy_matching_8gaussians.toml": 1 / 3, "energy_matching_digits.toml": 1 / 3}
 
 
 def first_phase(recipe: Path) -> Path | None:

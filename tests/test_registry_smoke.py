@@ -93,6 +93,9 @@ SMOKE = {
     ("samplers", "parallel_tempering"): (TWO_D, {"steps": 2, "temperatures": [1.0, 2.0, 4.0], "transitions": [
         {"name": "mala", "step_size": 0.01}, {"name": "langevin", "step_size": 0.01, "every": 2}]}),
     ("losses", "dsm"): (TWO_D, {"sigma": 0.1}),
+    ("losses", "flow_matching"): (TWO_D, {"temperature": 0.1, "sigma": 0.1}),
+    ("losses", "energy_matching_cd"): (TWO_D, {"temperature": 0.1}),
+    ("samplers", "energy_matching"): (TWO_D, {"temperature": 0.1, "dt": 0.5, "t_end": 1.5, "given_starts": 0.5, "method": "heun"}),
     ("losses", "ssm"): (TWO_D, {"num_projections": 2}),
     ("losses", "nce"): (TWO_D, {"noise_ratio": 2.0}),
     ("losses", "energy_discrepancy"): (TWO_D, {"num_particles": 2}),
