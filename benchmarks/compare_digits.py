@@ -255,7 +255,8 @@ def main() -> None:
         images.mkdir(parents=True, exist_ok=True)
         for method in methods:
             first = next(r for r in results if r["method"] == method and r["seed"] == args.seeds[0])
-            shutil.copy2(first["grid"], images / f"digits_{METHODS[method].removesuffix('.toml')}.png")
+            if Path(first["grid"]).exists():  # (a cached run whose folder was cleaned away keeps the grid already copied)
+                shutil.copy2(first["grid"], images / f"digits_{METHODS[method].removesuffix('.toml')}.png")
         print(f"copied the first seed's sample grids to {images}")
         write_page(args, header, results, methods)
 
@@ -293,7 +294,11 @@ three seeds; EMA 0.99 of the weights is scored. The CD family (CD, PCD, improved
 improved CD's optimizer (Adam 2e-4, β = (0, 0.9), gradient clip 0.5) and 20 Langevin steps; the
 sampler-free methods (DCD, energy discrepancy, DSM) use Adam 1e-3 (DSM 3e-3) without clipping,
 as their own recipes do, and are sampled by Langevin from uniform noise cooled from temperature 1
-to 0.01 in 10 levels of 10 steps. Samples are drawn as each method trains: CD from uniform noise,
+to 0.01 in 10 levels of 10 steps. Energy Matching trains its flow-matching warm-up for a third
+of the budget and its contrastive phase, which starts from it, for the rest (Adam 3e-3,
+β = (0.9, 0.95), clip 1, as its reference; negatives from 50 Euler–Maruyama steps), and is
+sampled as the paper samples, by Euler–Heun integration from N(0, I) to t = 3 (300 steps; its
+updates count both phases; docs/energy_matching.md). Samples are drawn as each method trains: CD from uniform noise,
 PCD and improved CD continuing chains from their replay buffer (the last 10,000 samples); 900 per
 run (18 of each digit for each of 5 halvings of the test split) for the score, 100 for the grid.
 

@@ -274,6 +274,10 @@ def validate(recipe: str, overrides: tuple[str, ...], no_data: bool) -> None:
         usable_device(loaded.run)
     except EbmkitError as exc:
         console.print(f"[yellow]note:[/] {escape(str(exc))}; it built on the CPU")
+    source = loaded.train.init_from
+    if source is not None and not Path(source).exists():
+        note = f"[train].init_from = {source!r} is not here yet (the run starts from it: train that first)"
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     unread = "; the data was not read" if no_data else ""
     out.print(f"{recipe}: OK ({count} components built{unread})", highlight=False)
 

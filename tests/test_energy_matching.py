@@ -284,6 +284,9 @@ def test_init_from_refuses_a_missing_run_and_another_energy(tmp_path, run_cli):
                      "--out", str(tmp_path / "b"))
     assert result.exit_code == 2 and "another energy" in result.output and "hidden" in result.output, result.output
     assert "Traceback" not in result.output
+    # validate builds the second phase without its source, and says the source is still to be trained
+    result = run_cli("validate", phase_2, "--set", f'train.init_from="{tmp_path / "nowhere"}"')
+    assert result.exit_code == 0 and "is not here yet" in result.output
 
 
 def _tensors(path):

@@ -65,6 +65,7 @@ def _carry_optimizer(run: Run, folder: Path, meta: dict[str, Any]) -> str:
         return f"; not its optimizer's state ({theirs}, this run uses {ours})"
     state = read_state(folder, run.device, 0, int(meta.get("world_size", 1)))["optimizer"]
     optimizer = run.state.optimizer
-    groups = [{**saved, **{k: v for k, v in own.items() if k != "params"}} for saved, own in zip(state["param_groups"], optimizer.state_dict()["param_groups"], strict=True)]
+    own_groups = optimizer.state_dict()["param_groups"]
+    groups = [{**saved, **{k: v for k, v in own.items() if k != "params"}} for saved, own in zip(state["param_groups"], own_groups, strict=True)]
     optimizer.load_state_dict({"state": state["state"], "param_groups": groups})
     return f" and its optimizer's moments ({ours})"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ebmkit._engine.init_from import history_of
 from ebmkit._engine.checkpoint import CheckpointError, PluginVersionWarning, find_checkpoint, load_weights, read_meta, run_folder_of
+from ebmkit._engine.init_from import history_of
 from ebmkit._host.energy import Energy
 from ebmkit._host.errors import RecipeError
 from ebmkit._host.protocols import Conditioning
