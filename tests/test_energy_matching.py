@@ -310,3 +310,13 @@ def test_the_noise_comes_in_with_the_schedule_and_heun_averages_the_two_ends_of_
                                     ("heun", 0.5, 0.0), ("heun", 1.0, 0.25 * 2 * EPSILON * 0.5)]:
         x = EnergyMatchingSampler(method=method, t_end=t_end, **common).sample(Flat(), x0).x
         assert x.var().item() == pytest.approx(variance, rel=0.05, abs=1e-12), (method, t_end)
+
+
+def test_the_cifar10_recipe_validates_away_from_its_data(run_cli, tmp_path, monkeypatch):
+    """The second phase (the warm-up's tables and more; both pass a tiny smoke run in test_recipes_smoke.py)."""
+    name = "energy_matching_cifar10"
+    monkeypatch.chdir(tmp_path)  # no data/cifar10 and no warm-up run here
+    result = run_cli("validate", "--no-data", name)
+    assert result.exit_code == 0 and f"{name}: OK" in result.output and "the data was not read" in result.output, result.output
+    recipe = load(RECIPES / f"{name}.toml")
+    assert recipe.run.world_size == 4 and recipe.train.batch_size == 128 and recipe.one("optim").values["lr"] == 1.2e-3
