@@ -265,10 +265,11 @@ def test_two_ranks_of_batch_b_learn_like_one_process_of_batch_2b(tmp_path):
     from ebmkit._engine.loop import train
     from ebmkit._recipes.recipe import load
 
-    evaluate = ["--set", "train.steps=100", "--set", "run.threads=1"]
+    evaluate = ["--set", "train.steps=100", "--set", "run.threads=1", "--set", "evaluators.0.plot=false"]
     two = torchrun(str(RECIPES / "quickstart.toml"), *evaluate, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
-    train(load(RECIPES / "quickstart.toml", ["train.steps=100", "train.batch_size=512", "run.threads=1"]), tmp_path / "one", live=False)
+    train(load(RECIPES / "quickstart.toml", ["train.steps=100", "train.batch_size=512", "run.threads=1", "evaluators.0.plot=false"]),
+          tmp_path / "one", live=False)
 
     def kl(run):
         rows = [json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
