@@ -44,10 +44,16 @@ def smoke_overrides(path) -> list[str]:
     overrides.append("energy.hidden=16" if recipe.one("energy").entry.name == "mlp" else "energy.width=8")
     sampler = recipe.one("sampler").entry.name
     overrides += {"annealed_langevin": ["sampler.levels=2", "sampler.steps_per_level=1"],
-                  "energy_matching": ["sampler.t_end=0.02"]}.get(sampler, ["sampler.steps=2"])
-    if recipe.one("buffer") is not None:
+                  "energy_matching": ["sampler.dt=0.01", "sampler.t_end=0.02"]}.get(sampler, ["sampler.steps=2"])
+    if recipe.one("buffer") is not None and recipe.one("buffer").entry.name == "replay":
         overrides.append("buffer.capacity=32")
     for index, spec in enumerate(recipe.many("evaluators")):
+        own = spec.values.get("sampler")
+        if own is not None and own.entry.name == "energy_matching":
+            overrides.append(f"evaluators.{index}.sampler.t_end=0.02")
+        if spec.entry.name == "fid":
+            overrides += [f"evaluators.{index}.{key}" for key in
+                          ("num_samples=4", "batch_size=4", "num_reference=4", 'features="stand_in"', "reference={name = \"shapes\", size = 8, image_size = %d}" % side)]
         if spec.entry.name in ("sample_grid", "denoise"):
             overrides += [f"evaluators.{index}.num_samples=4", f"evaluators.{index}.nrow=2"]
         if spec.entry.name == "classifier_quality":
