@@ -108,13 +108,13 @@ def test_training_the_term_reaches_the_closed_form_minimiser_of_its_coupling(cou
     loss = FlowMatching(temperature=EPSILON, coupling=coupling)
     optimizer = torch.optim.Adam(energy.parameters(), lr=0.03)
     trail = []
-    for step in range(300):
-        x1 = m + s * torch.randn(128, 1, dtype=torch.float64)
+    for step in range(400):
+        x1 = m + s * torch.randn(64, 1, dtype=torch.float64)
         value = loss(TrainBatch(energy=energy, x_pos=x1)).value
         optimizer.zero_grad()
         value.backward()
         optimizer.step()
-        if step >= 200:
+        if step >= 250:
             trail.append((energy.alpha.item(), energy.beta.item()))
     alpha, beta = np.mean(trail, axis=0)
     expected = optimum(m, s)
