@@ -187,6 +187,18 @@ def _write_state(run: Run, folder: Path, stem: str) -> tuple[Path, Path]:
     return tensor_file, json_file
 
 
+def energy_record(run: Run) -> dict[str, Any]:
+    """What a checkpoint records of the energy, to rebuild it (``ebmkit.load``): its plugin record
+    (name, parameters), the data's sample shape and number of classes, what the labels mean and
+    the data's domain."""
+    dataset = run.components.dataset
+    energy = {**run.recipe.one("energy").record(), "data_shape": list(dataset.sample_shape), "num_classes": dataset.num_classes}
+    conditioning = getattr(dataset, "conditioning", None) if dataset.num_classes else None
+    energy["conditioning"] = conditioning.to_record() if conditioning is not None else None
+    energy["domain"] = list(dataset.domain) if dataset.domain is not None else None
+    return energy
+
+
 def _write(run: Run, temporary: Path, before_rename: Any, replaceable: bool = False) -> None:
     """Every file of a checkpoint into ``temporary``, each flushed to disk."""
     state = run.state
@@ -196,12 +208,7 @@ def _write(run: Run, temporary: Path, before_rename: Any, replaceable: bool = Fa
     if state.ema is not None:
         safetensors.torch.save_model(state.ema.module, str(temporary / "ema.safetensors"), metadata=metadata)
     _write_state(run, temporary, "state")
-    dataset = run.components.dataset
-    energy = {**run.recipe.one("energy").record(), "data_shape": list(dataset.sample_shape), "num_classes": dataset.num_classes}
-    conditioning = getattr(dataset, "conditioning", None) if dataset.num_classes else None
-    energy["conditioning"] = conditioning.to_record() if conditioning is not None else None
-    energy["domain"] = list(dataset.domain) if dataset.domain is not None else None
-    meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy, "recipe": run.recipe.resolved(),
+    meta = {"format": FORMAT, "step": state.step, "retries": state.retries, "energy": energy_record(run), "recipe": run.recipe.resolved(),
             "world_size": run.world.size, "replaceable": replaceable, "history": run.history}
     (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
     if before_rename is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ebmkit._engine.checkpoint import CheckpointError, find_checkpoint, load_weights, read_meta, read_state, run_folder_of
+from ebmkit._engine.checkpoint import CheckpointError, energy_record, find_checkpoint, load_weights, read_meta, read_state, run_folder_of
 from ebmkit._host.errors import EbmkitError
 
 if TYPE_CHECKING:
@@ -47,11 +47,8 @@ def start_from(run: Run) -> None:
 
 
 def _refuse_another_energy(run: Run, folder: Path, meta: dict[str, Any]) -> None:
-    theirs = meta.get("energy", {})
-    ours = run.recipe.one("energy").record()
-    dataset = run.components.dataset
-    mine = {"name": ours["name"], "params": ours["params"], "data_shape": list(dataset.sample_shape), "num_classes": dataset.num_classes}
-    differ = [key for key in mine if theirs.get(key) != mine[key]]
+    theirs, mine = meta.get("energy", {}), energy_record(run)
+    differ = [key for key in ("name", "params", "data_shape", "num_classes") if theirs.get(key) != mine[key]]
     if differ:
         shown = "; ".join(f"{key}: {theirs.get(key)!r} there, {mine[key]!r} here" for key in differ)
         raise EbmkitError(f"[train].init_from: {folder} holds another energy than this recipe builds ({shown})")
