@@ -13,11 +13,6 @@ def _below_one(instance, attribute, value):
         raise ValueError(f"trim_fraction must be in [0, 1) (the share of the highest negative energies left out), got {value}")
 
 
-def _positive_or_none(instance, attribute, value):
-    if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, or left out for none, got {value}")
-
-
 def trimmed_mean(values: Tensor, fraction: float) -> Tensor:
     """The mean of ``values`` (shape ``(B,)``) less the ⌊fraction·B⌋ highest: a one-sided trimmed mean."""
     k = int(fraction * values.shape[0])
@@ -46,7 +41,7 @@ class EnergyMatchingCD:
     temperature: float = attrs.field(validator=attrs.validators.gt(0))
     cd_weight: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0))
     trim_fraction: float = attrs.field(default=0.1, validator=_below_one)
-    clamp: float | None = attrs.field(default=0.02, validator=_positive_or_none)
+    clamp: float | None = attrs.field(default=0.02, validator=attrs.validators.optional(attrs.validators.gt(0)))
 
     needs = Needs(negatives=True)
 

@@ -83,29 +83,26 @@ class EnergyMatchingSampler:
             raise EbmkitError(f"the energy_matching sampler keeps no graph, not of {keep_graph} steps")
         x = self.starts(x0)
         step = self._heun if self.method == "heun" else self._euler
-        energies, temperatures = [], []
+        # ε at every step's two ends, t_k = k·dt, once for the whole run
+        epsilons = self.schedule(torch.arange(self.steps + 1, dtype=torch.float64) * self.dt).tolist()
+        energies = []
         for k in range(self.steps):
-            x, e = step(energy, x, cond, k)
+            x, e = step(energy, x, cond, epsilons[k], epsilons[k + 1])
             energies.append(e.mean())
-            temperatures.append(self.epsilon(k * self.dt))
         if self.clamp is not None:
             x = x.clamp(*self.clamp)
-        return SampleResult(x.detach(), {"energy": torch.stack(energies), "temperature": temperatures})
+        return SampleResult(x.detach(), {"energy": torch.stack(energies), "temperature": epsilons[:-1]})
 
-    def epsilon(self, t: float) -> float:
-        """ε(t) at time ``t``."""
-        return float(self.schedule(torch.tensor(t, dtype=torch.float64)))
-
-    def _euler(self, energy, x: Tensor, cond: Tensor | None, k: int) -> tuple[Tensor, Tensor]:
+    def _euler(self, energy, x: Tensor, cond: Tensor | None, epsilon: float, epsilon_next: float) -> tuple[Tensor, Tensor]:
+        # (ε at the step's start only: ``epsilon_next`` is Heun's)
         e, f = self.drift(energy, x, cond)
         x = x + self.dt * f
-        epsilon = self.epsilon(k * self.dt)
         if epsilon > 0:
             x = x + math.sqrt(2 * epsilon * self.dt) * normal_like(x)
         return x, e
 
-    def _heun(self, energy, x: Tensor, cond: Tensor | None, k: int) -> tuple[Tensor, Tensor]:
-        g0, g1 = math.sqrt(2 * self.epsilon(k * self.dt)), math.sqrt(2 * self.epsilon((k + 1) * self.dt))
+    def _heun(self, energy, x: Tensor, cond: Tensor | None, epsilon: float, epsilon_next: float) -> tuple[Tensor, Tensor]:
+        g0, g1 = math.sqrt(2 * epsilon), math.sqrt(2 * epsilon_next)
         dw = math.sqrt(self.dt) * normal_like(x) if g0 or g1 else None
         e, f0 = self.drift(energy, x, cond)
         predictor = x + self.dt * f0 + (g0 * dw if dw is not None else 0)
