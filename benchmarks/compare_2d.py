@@ -32,7 +32,7 @@ from ebmkit._engine.loop import train
 from ebmkit.plugins.toy.densities import DENSITIES, Grid
 from ebmkit.plugins.toy.density2d import energies
 
-from phases import FIRST_PHASE_SHARE, first_phase
+from phases import FIRST_PHASE_SHARE, first_phase, train_first_phase
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -65,9 +65,9 @@ def run_method(recipe_file: str, density: str, budget: float, seed: int, out_dir
     first, updates, curve, offset = first_phase(RECIPES / recipe_file), 0, [], 0.0
     if first is not None:
         share = FIRST_PHASE_SHARE[recipe_file]
-        warmup = train(load(first, [*overrides, f"train.time_limit_s={budget * share}"]), out_dir / "first", console=Console(quiet=True), live=False)
-        updates, curve, offset = int(warmup.metrics["updates"]), kl_curve(out_dir / "first"), warmup.metrics["train_s"]
-        overrides.append(f'train.init_from="{out_dir / "first"}"')
+        warmup, start = train_first_phase(first, [*overrides, f"train.time_limit_s={budget * share}"], out_dir)
+        updates, curve, offset = int(warmup["updates"]), kl_curve(out_dir / "first"), warmup["train_s"]
+        overrides.append(start)
         budget -= offset
     recipe = load(RECIPES / recipe_file, [*overrides, f"train.time_limit_s={budget}"])
     final = train(recipe, out_dir, console=Console(quiet=True), live=False).metrics  # the latest value of each

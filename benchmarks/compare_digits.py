@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from phases import FIRST_PHASE_SHARE, first_phase
+from phases import FIRST_PHASE_SHARE, first_phase, train_first_phase
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -118,9 +118,9 @@ def run_method(recipe_file: str, overrides: list[str], budget: float, seed: int,
     first, updates, train_s = first_phase(RECIPES / recipe_file), 0, 0.0
     if first is not None:  # a second phase: its first phase trains within the same budget
         settings = [*run_settings(first.name, [], seed, budget * FIRST_PHASE_SHARE[recipe_file]), "evaluators=[]"]
-        warmup = train(load(first, settings), out_dir / "first", console=Console(quiet=True), live=False).metrics
+        warmup, start = train_first_phase(first, settings, out_dir)
         updates, train_s = int(warmup["updates"]), warmup["train_s"]
-        rest = [f"train.time_limit_s={budget - train_s}", f'train.init_from="{out_dir / "first"}"']
+        rest = [f"train.time_limit_s={budget - train_s}", start]
         recipe = load(RECIPES / recipe_file, run_settings(recipe_file, overrides, seed, budget) + rest)
     (out_dir / "cache").mkdir(parents=True)
     for kept in cache.glob("classifier*"):  # the classifier trained once, shared by every run

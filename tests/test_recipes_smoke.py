@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,7 @@ from ebmkit._host.protocols import needs_of
 from ebmkit._recipes.recipe import load
 from ebmkit._engine.loop import train
 from ebmkit.plugins.toy.densities import DENSITIES
-from tests.conftest import TRAINING_RECIPES
+from tests.conftest import TRAINING_RECIPES, load_benchmark
 
 
 def data_name(path) -> str:
@@ -70,12 +69,11 @@ def smoke_overrides(path) -> list[str]:
 
 
 def its_first_phase(path, overrides: list[str], tmp_path, registries) -> list[str]:
-    """A recipe that starts from another run (``[train].init_from = "runs/NAME"``): NAME.toml
+    """A recipe that starts from another run (``[train].init_from``): its first phase's recipe
     trained first with the same overrides, and the override that points to it."""
-    source = tomllib.loads(path.read_text()).get("train", {}).get("init_from")
-    if source is None:
+    first = load_benchmark("phases").first_phase(path)
+    if first is None:
         return []
-    first = path.parent / f"{Path(source).name}.toml"
     train(load(first, overrides(first), registries), tmp_path / "first", live=False)
     return [f'train.init_from="{tmp_path / "first"}"']
 
